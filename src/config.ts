@@ -1,0 +1,272 @@
+// The one configuration schema. loadConfig() reads the YAML file, applies LDAPMTA_* environment
+// overrides and *File secrets, and validates everything at once; it never opens a port. The only
+// place in the code base that reads process.env.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** "host:port", "[v6]:port" or ":port"; an empty string disables the listener. */
+const hostPort = z.string().refine((v) => v === '' || parseHostPort(v) !== null, {
+  message: 'expected "host:port" (for example "0.0.0.0:25" or "[::1]:587"), or "" to disable',
+});
+
+const cidr = z.string().refine((v) => parseCidr(v) !== null, { message: 'expected a CIDR such as 10.0.0.0/8 or ::1/128' });
+
+const ldapUrl = z.string().regex(/^ldaps?:\/\/[^\s/]+\/?$/i, 'expected ldap://host[:port] or ldaps://host[:port]');
+
+const domainName = z.string().min(1).regex(/^[^\s@]+$/, 'expected a domain name').transform((d) => d.toLowerCase().replace(/\.$/, ''));
+
+const resolutionMode = z.enum(['qmail', 'postfix']);
+
+const domainResolution = z.strictObject({
+  mode: resolutionMode.optional(),
+  dashExt: z.boolean().optional(),
+  recipientDelimiter: z.string().min(1).optional(),
+});
+
+const directorySchema = z.strictObject({
+  /** Server URLs tried in order (failover). Empty: start the embedded directory. */
+  urls: z.array(ldapUrl).default([]),
+  bindDN: z.string().default(''),
+  bindPassword: z.string().default(''),
+  baseDN: z.string().default('dc=example,dc=org'),
+  profile: z.enum(['qmail', 'inetorgperson']).default('qmail'),
+  timeoutMs: z.number().int().positive().max(120_000).default(5000),
+  connectTimeoutMs: z.number().int().positive().max(120_000).default(3000),
+  poolSize: z.number().int().min(1).max(256).default(8),
+  /** Seconds between health checks of idle connections; 0 turns them off. */
+  healthCheckSeconds: z.number().int().min(0).default(30),
+  /** Optional extra restriction ANDed to every search, as qmail-ldap's ldapobjectclass. */
+  objectClass: z.string().default(''),
+  embedded: z.strictObject({
+    ldif: z.string().default('schema/sample-directory.ldif'),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(0),
+    bindDN: z.string().default('cn=admin,dc=example,dc=org'),
+  }).prefault({}),
+  resolution: z.strictObject({
+    mode: resolutionMode.default('qmail'),
+    dashExt: z.boolean().default(true),
+    dashExtLevels: z.number().int().min(1).max(16).default(4),
+    catchall: z.string().min(1).default('catchall'),
+    recipientDelimiter: z.string().min(1).default('+'),
+    domains: z.record(z.string(), domainResolution).default({}),
+    ambiguous: z.enum(['tempfail', 'bounce']).default('tempfail'),
+    unknownAccountStatus: z.enum(['active', 'tempfail']).default('active'),
+  }).prefault({}),
+  /** alias.example: example.org — the domain part is replaced before lookup. */
+  aliasDomains: z.record(z.string(), domainName).default({}),
+  /** The delivery instruction relative to the mailbox home: "./" (the store is the Maildir) or "./Maildir/". */
+  defaultDelivery: z.string().regex(/^\.\/([A-Za-z0-9@_.=-]+\/)*$/, 'expected "./" or a relative directory such as "./Maildir/"').default('./'),
+  defaultQuotaSize: z.number().int().min(0).default(0),
+  defaultQuotaCount: z.number().int().min(0).default(0),
+  auth: z.strictObject({
+    method: z.enum(['hash', 'bind']).default('hash'),
+    allowCleartext: z.boolean().default(false),
+    /** Filter template; %s is the whole login, %u its local part, %d its domain. Empty: the profile's. */
+    loginFilter: z.string().default(''),
+  }).prefault({}),
+});
+
+const cacheSchema = z.strictObject({
+  /** redis://host:port[/db]; empty: only the in-process tier. */
+  redis: z.string().regex(/^(rediss?:\/\/\S+)?$/, 'expected redis://host:port[/db] or ""').default(''),
+  ttlSeconds: z.number().int().min(0).default(300),
+  negativeTtlSeconds: z.number().int().min(0).default(60),
+  staleIfErrorSeconds: z.number().int().min(0).default(3600),
+  maxEntries: z.number().int().min(0).default(100_000),
+  redisTimeoutMs: z.number().int().positive().default(200),
+  keyPrefix: z.string().default('ldapmta:v1:'),
+});
+
+export const configSchema = z.strictObject({
+  /** This node's name; compared with mailHost. */
+  hostname: z.string().min(1).default('localhost').transform((h) => h.toLowerCase().replace(/\.$/, '')),
+  /** Other names that count as this node (qmail-ldap's ldapclusterhosts). */
+  clusterHosts: z.array(domainName).default([]),
+  localDomains: z.array(domainName).default(['example.org', 'example.net']),
+  listen: z.strictObject({
+    smtp: hostPort.default('0.0.0.0:25'),
+    submission: hostPort.default('0.0.0.0:587'),
+    submissions: hostPort.default('0.0.0.0:465'),
+    pop3: hostPort.default('0.0.0.0:110'),
+    imap: hostPort.default('0.0.0.0:143'),
+    admin: hostPort.default('127.0.0.1:8025'),
+  }).prefault({}),
+  directory: directorySchema.prefault({}),
+  cache: cacheSchema.prefault({}),
+  spool: z.string().min(1).default('var/spool'),
+  mailboxes: z.string().min(1).default('var/mail'),
+  relay: z.strictObject({
+    trustedNetworks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
+  }).prefault({}),
+  delivery: z.strictObject({
+    remotePort: z.number().int().min(1).max(65535).default(25),
+    dnsServers: z.array(z.string().refine((v) => isIP(v) !== 0, 'expected an IP address')).default([]),
+    smarthost: z.string().refine((v) => v === '' || parseHostPort(v) !== null || /^[^\s:]+$/.test(v), 'expected host or host:port').default(''),
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type DirectoryConfig = Config['directory'];
+export type CacheConfig = Config['cache'];
+
+/** A configuration that cannot be used; `problems` name each key and what is wrong with it. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const ENV_PREFIX = 'LDAPMTA_';
+
+/**
+ * Load, override and validate. `path` null means "no file: defaults plus environment".
+ * Every problem is reported at once.
+ */
+export function loadConfig(path: string | null, env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  let raw: unknown = {};
+  if (path !== null) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`${path}: cannot read: ${(err as Error).message}`]);
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (err) {
+      throw new ConfigError([`${path}: not valid YAML: ${(err as Error).message}`]);
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      throw new ConfigError([`${path}: the top level must be a mapping of keys`]);
+    }
+  }
+  const tree = structuredClone(raw) as Record<string, unknown>;
+  applyEnvOverrides(tree, env, problems);
+  readSecretFiles(tree, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return validateConfig(tree);
+}
+
+export function validateConfig(tree: unknown): Config {
+  const result = configSchema.safeParse(tree);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => {
+      const key = issue.path.map(String).join('.') || '(top level)';
+      if (issue.code === 'unrecognized_keys') {
+        const where = issue.path.length > 0 ? `${key}.` : '';
+        return `${issue.keys.map((k) => where + k).join(', ')}: unknown key`;
+      }
+      return `${key}: ${issue.message}`;
+    }));
+  }
+  return result.data;
+}
+
+/**
+ * LDAPMTA_DIRECTORY__BIND_PASSWORD=x sets directory.bindPassword: segments joined by "__", each
+ * segment SCREAMING_SNAKE of the camelCase key. Values are read as YAML ("[a, b]" is a list,
+ * "10" a number). A name ending in _FILE reads the value from that file instead.
+ */
+export function applyEnvOverrides(tree: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    let rest = name.slice(ENV_PREFIX.length);
+    let fromFile = false;
+    if (rest.endsWith('_FILE')) {
+      rest = rest.slice(0, -'_FILE'.length);
+      fromFile = true;
+    }
+    const path = rest.split('__').map(snakeToCamel);
+    if (path.some((p) => p === '')) {
+      problems.push(`${name}: cannot be mapped to a configuration key`);
+      continue;
+    }
+    let parsed: unknown;
+    if (fromFile) {
+      try {
+        parsed = readSecret(value);
+      } catch (err) {
+        problems.push(`${name}: cannot read ${value}: ${(err as Error).message}`);
+        continue;
+      }
+    } else {
+      try {
+        parsed = parseYaml(value);
+      } catch {
+        parsed = value;
+      }
+      if (parsed === null) parsed = '';
+    }
+    setPath(tree, path, parsed);
+  }
+}
+
+/** Any key named `<key>File` next to a string key `<key>` (bindPasswordFile) fills `<key>` from the file. */
+function readSecretFiles(node: Record<string, unknown>, problems: string[], prefix = ''): void {
+  for (const [key, value] of Object.entries(node)) {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      readSecretFiles(value as Record<string, unknown>, problems, `${prefix}${key}.`);
+    } else if (key.endsWith('File') && key.length > 4 && SECRET_KEYS.has(key.slice(0, -4))) {
+      const target = key.slice(0, -4);
+      delete node[key];
+      if (typeof value !== 'string' || value === '') continue;
+      try {
+        node[target] = readSecret(value);
+      } catch (err) {
+        problems.push(`${prefix}${key}: cannot read ${value}: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+const SECRET_KEYS = new Set(['bindPassword', 'redis']);
+
+function readSecret(file: string): string {
+  return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+}
+
+function snakeToCamel(segment: string): string {
+  return segment.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+function setPath(tree: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = tree;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (next === null || typeof next !== 'object' || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export function parseHostPort(text: string): HostPort | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]*)):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export function parseCidr(text: string): { address: string; prefix: number } | null {
+  const [address, bits, extra] = text.split('/');
+  if (address === undefined || extra !== undefined) return null;
+  const family = isIP(address);
+  if (family === 0) return null;
+  const max = family === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : Number(bits);
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (bits !== undefined && !/^\d+$/.test(bits))) return null;
+  return { address, prefix };
+}
