@@ -40,7 +40,8 @@ const directorySchema = z.strictObject({
   /** Optional extra restriction ANDed to every search, as qmail-ldap's ldapobjectclass. */
   objectClass: z.string().default(''),
   embedded: z.strictObject({
-    ldif: z.string().default('schema/sample-directory.ldif'),
+    /** LDIF loaded into the embedded server; empty: the bundled schema/sample-directory.ldif. */
+    ldif: z.string().default(''),
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(0),
     bindDN: z.string().default('cn=admin,dc=example,dc=org'),
@@ -125,6 +126,11 @@ export class ConfigError extends Error {
 
 export const ENV_PREFIX = 'LDAPMTA_';
 
+/** The configuration file named by --config, else by LDAPMTA_CONFIG, else none (defaults only). */
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | null {
+  return flag ?? env.LDAPMTA_CONFIG ?? null;
+}
+
 /**
  * Load, override and validate. `path` null means "no file: defaults plus environment".
  * Every problem is reported at once.
@@ -177,14 +183,14 @@ export function validateConfig(tree: unknown): Config {
  */
 export function applyEnvOverrides(tree: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    if (!name.startsWith(ENV_PREFIX) || name === 'LDAPMTA_CONFIG' || value === undefined) continue;
     let rest = name.slice(ENV_PREFIX.length);
     let fromFile = false;
     if (rest.endsWith('_FILE')) {
       rest = rest.slice(0, -'_FILE'.length);
       fromFile = true;
     }
-    const path = rest.split('__').map(snakeToCamel);
+    const path = keyPath(rest.split('__'));
     if (path.some((p) => p === '')) {
       problems.push(`${name}: cannot be mapped to a configuration key`);
       continue;
@@ -233,8 +239,26 @@ function readSecret(file: string): string {
   return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
 }
 
-function snakeToCamel(segment: string): string {
-  return segment.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+/**
+ * Map SCREAMING_SNAKE segments onto the schema's own key names (BIND_DN → bindDN), using the
+ * defaults as the map of known keys; a segment below an unknown or free-form key is camelCased.
+ */
+function keyPath(segments: string[]): string[] {
+  let known: unknown = defaults();
+  return segments.map((segment) => {
+    const wanted = segment.replace(/_/g, '').toLowerCase();
+    const keys = known !== null && typeof known === 'object' && !Array.isArray(known) ? Object.keys(known) : [];
+    const key = keys.find((k) => k.toLowerCase() === wanted)
+      ?? segment.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    known = (known as Record<string, unknown> | undefined)?.[key];
+    return key;
+  });
+}
+
+let defaultTree: Config | null = null;
+function defaults(): Config {
+  defaultTree ??= configSchema.parse({});
+  return defaultTree;
 }
 
 function setPath(tree: Record<string, unknown>, path: string[], value: unknown): void {

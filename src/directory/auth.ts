@@ -1,0 +1,78 @@
+// Login checks (directory-model §5): find exactly one entry by the login filter, verify the
+// password by hash comparison or by binding as the user, then apply the account state. An empty
+// password is refused before any LDAP work; every state failure looks like a bad password.
+import type { Logger } from '../log.ts';
+import { temporary, MailError } from '../mail.ts';
+import { toResolution, type EntryContext } from './entry.ts';
+import { expandFilterTemplate } from './escape.ts';
+import { passwordScheme, verifyPassword } from './password.ts';
+import { describe, type LdapEntry, type LdapPool } from './pool.ts';
+import { recipientAttributes, type Profile } from './profiles.ts';
+import type { LoginResult } from './types.ts';
+
+export interface AuthOptions {
+  readonly baseDN: string;
+  readonly profile: Profile;
+  readonly method: 'hash' | 'bind';
+  readonly allowCleartext: boolean;
+  /** Template with %s/%u/%d; empty: the profile's default for the shape of the login. */
+  readonly loginFilter: string;
+  readonly entry: EntryContext;
+}
+
+const REFUSED_STATES = new Set(['noaccess', 'nopop', 'disabled', 'deleted']);
+
+export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool; log: Logger }) {
+  const { profile } = options;
+  const attributes = [...new Set([...recipientAttributes(profile), profile.password])];
+
+  return async function authenticate(login: string, password: string): Promise<LoginResult> {
+    if (password === '') return { ok: false, reason: 'empty-password' };
+    if (login === '' || login.length > 256 || /[\u0000-\u001f\u007f]/.test(login)) return { ok: false, reason: 'unknown-user' };
+    const template = options.loginFilter || (login.includes('@') ? profile.loginFilterWithAt : profile.loginFilter);
+    const filter = expandFilterTemplate(template, login);
+    if (filter === null) return { ok: false, reason: 'unknown-user' };
+
+    let entries: LdapEntry[];
+    try {
+      entries = await deps.pool.search(options.baseDN, filter, attributes, { scope: 'sub', sizeLimit: 2 });
+    } catch (err) {
+      if (err instanceof MailError) throw err;
+      deps.log.warn({ err: describe(err) }, 'login search failed');
+      throw temporary('4.4.3', 'directory lookup failed, try again later', err);
+    }
+    if (entries.length === 0) return { ok: false, reason: 'unknown-user' };
+    if (entries.length > 1) {
+      deps.log.warn({ login, dns: entries.map((e) => e.dn) }, 'login matches more than one directory entry');
+      return { ok: false, reason: 'ambiguous' };
+    }
+    const entry = entries[0]!;
+    const passwordOk = await checkPassword(entry, password);
+    if (!passwordOk) return { ok: false, reason: 'bad-password' };
+    const status = (entry.attrs.get(profile.status?.toLowerCase() ?? '')?.[0] ?? 'active').toLowerCase();
+    if (REFUSED_STATES.has(status)) return { ok: false, reason: 'account-disabled' };
+
+    const address = entry.attrs.get(profile.address[0]!.toLowerCase())?.[0]?.toLowerCase() ?? login;
+    const resolution = toResolution(entry, { key: address, extension: null }, options.entry);
+    return {
+      ok: true,
+      dn: entry.dn,
+      login,
+      addresses: 'addresses' in resolution ? resolution.addresses : [address],
+      mailHost: 'mailHost' in resolution ? resolution.mailHost : null,
+      mailbox: resolution.kind === 'mailbox' ? resolution.mailbox : null,
+    };
+  };
+
+  async function checkPassword(entry: LdapEntry, password: string): Promise<boolean> {
+    if (options.method === 'bind') return deps.pool.verifyBind(entry.dn, password);
+    const stored = entry.attrs.get(profile.password.toLowerCase()) ?? [];
+    if (stored.length !== 1) {
+      deps.log.warn({ dn: entry.dn, values: stored.length }, 'login entry must hold exactly one password value (is it readable by the service account?)');
+      return false;
+    }
+    const ok = await verifyPassword(stored[0]!, password, { allowCleartext: options.allowCleartext });
+    if (!ok) deps.log.debug({ dn: entry.dn, scheme: passwordScheme(stored[0]!) }, 'password mismatch');
+    return ok;
+  }
+}

@@ -1,0 +1,108 @@
+// The directory service every stage consults: createDirectory() wires the LDAP pool, the
+// resolver, the authenticator and the cache from configuration. Starts the embedded LDAP server
+// when no URLs are configured. Callers see only the Directory interface.
+import { dirname, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { Address } from '../mail.ts';
+import { createAuthenticator } from './auth.ts';
+import { createCache } from './cache.ts';
+import type { CandidateRules } from './candidates.ts';
+import { startEmbeddedDirectory, type EmbeddedDirectory } from './embedded.ts';
+import type { EntryContext } from './entry.ts';
+import { verifyPassword } from './password.ts';
+import { createLdapPool } from './pool.ts';
+import { PROFILES } from './profiles.ts';
+import { createResolver, type Resolver } from './resolve.ts';
+import type { Directory, Lookup } from './types.ts';
+
+export type { Directory, Lookup, Resolution, LoginResult } from './types.ts';
+
+export interface DirectoryHandle extends Directory {
+  readonly resolver: Resolver;
+  /** The URL of the embedded server when one was started, else null. */
+  readonly embeddedUrl: string | null;
+}
+
+/** The package root: src/directory/ and dist/directory/ both sit two levels below it. */
+export const PACKAGE_ROOT = resolvePath(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The secret of the embedded server's admin DN: random per process, never written anywhere. */
+function embeddedSecret(): string {
+  return `embedded-${process.pid}-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+}
+
+export async function createDirectory(config: Config, deps: { log: Logger; baseDir?: string }): Promise<DirectoryHandle> {
+  const log = deps.log.child({ component: 'directory' });
+  const d = config.directory;
+  const base = deps.baseDir ?? process.cwd();
+  let embedded: EmbeddedDirectory | null = null;
+  let urls = d.urls;
+  let bindDN = d.bindDN;
+  let bindPassword = d.bindPassword;
+  if (urls.length === 0) {
+    const secret = embeddedSecret();
+    embedded = await startEmbeddedDirectory({
+      ldifPath: d.embedded.ldif === '' ? resolvePath(PACKAGE_ROOT, 'schema', 'sample-directory.ldif') : resolvePath(base, d.embedded.ldif), host: d.embedded.host, port: d.embedded.port,
+      rootDN: d.embedded.bindDN, rootPassword: secret, log,
+      verifyPassword: (stored: string, password: string) => verifyPassword(stored, password, { allowCleartext: d.auth.allowCleartext }),
+    });
+    urls = [embedded.url];
+    bindDN = d.embedded.bindDN;
+    bindPassword = secret;
+    log.info({ url: embedded.url, ldif: d.embedded.ldif || 'schema/sample-directory.ldif' }, 'embedded directory started');
+  }
+
+  const profile = PROFILES[d.profile]!;
+  const pool = createLdapPool({
+    urls, bindDN, bindPassword, poolSize: d.poolSize, timeoutMs: d.timeoutMs,
+    connectTimeoutMs: d.connectTimeoutMs, healthCheckSeconds: d.healthCheckSeconds, log,
+  });
+  const entry: Omit<EntryContext, 'profile' | 'warn'> = {
+    self: new Set([config.hostname, ...config.clusterHosts]),
+    mailboxes: resolvePath(base, config.mailboxes),
+    defaultDelivery: d.defaultDelivery,
+    defaultQuotaSize: d.defaultQuotaSize,
+    defaultQuotaCount: d.defaultQuotaCount,
+    unknownAccountStatus: d.resolution.unknownAccountStatus,
+  };
+  const rules: CandidateRules = d.resolution;
+  const domainRules = new Map(Object.entries(d.resolution.domains).map(([domain, r]) => [domain.toLowerCase(), stripUndefined(r)]));
+  const resolver = createResolver({
+    baseDN: d.baseDN, objectClass: d.objectClass, profile, rules, domainRules,
+    aliasDomains: new Map(Object.entries(d.aliasDomains).map(([a, c]) => [a.toLowerCase(), c])),
+    ambiguous: d.resolution.ambiguous, entry,
+  }, { pool, log });
+  const authenticate = createAuthenticator({
+    baseDN: d.baseDN, profile, method: d.auth.method, allowCleartext: d.auth.allowCleartext, loginFilter: d.auth.loginFilter,
+    entry: { ...entry, profile, warn: (fields, message) => log.warn(fields, message) },
+  }, { pool, log });
+  const cache = createCache(config.cache, { log });
+
+  async function lookup(address: Address): Promise<Lookup> {
+    const key = resolver.key(address);
+    if (key === null) return { resolution: { kind: 'unknown', tried: [] }, source: 'ldap' };
+    return cache.get(key, () => resolver.resolve(key));
+  }
+
+  return {
+    resolver,
+    embeddedUrl: embedded?.url ?? null,
+    lookup,
+    resolveRecipient: async (address) => (await lookup(address)).resolution,
+    authenticate,
+    async flush(address?: Address) {
+      await cache.flush(address === undefined ? undefined : resolver.key(address) ?? undefined);
+    },
+    async close() {
+      await cache.close();
+      await pool.close();
+      await embedded?.close();
+    },
+  };
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
