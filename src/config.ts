@@ -97,8 +97,8 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   directory: directorySchema.prefault({}),
   cache: cacheSchema.prefault({}),
-  spool: z.string().min(1).default('var/spool'),
-  mailboxes: z.string().min(1).default('var/mail'),
+  spool: z.string().min(1).default('/var/spool/ldapmta'),
+  mailboxes: z.string().min(1).default('/var/mail'),
   relay: z.strictObject({
     trustedNetworks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
   }).prefault({}),

@@ -28,7 +28,10 @@ export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool
 
   return async function authenticate(login: string, password: string): Promise<LoginResult> {
     if (password === '') return { ok: false, reason: 'empty-password' };
-    if (login === '' || login.length > 256 || /[\u0000-\u001f\u007f]/.test(login)) return { ok: false, reason: 'unknown-user' };
+    // LDAP string matching ignores leading and trailing spaces: " alice" would find alice.
+    if (login === '' || login.length > 256 || /[\u0000-\u001f\u007f]/.test(login) || login.trim() !== login) {
+      return { ok: false, reason: 'unknown-user' };
+    }
     const template = options.loginFilter || (login.includes('@') ? profile.loginFilterWithAt : profile.loginFilter);
     const filter = expandFilterTemplate(template, login);
     if (filter === null) return { ok: false, reason: 'unknown-user' };

@@ -40,6 +40,8 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
     const local = address.local.toLowerCase();
     // An IA5 attribute cannot hold non-ASCII: such a key can never match, so ask nobody (§2.1.5).
     if (profile.asciiAddresses && /[^\x00-\x7f]/.test(local)) return null;
+    // LDAP matching ignores surrounding spaces; `" alice"@d` must not find alice@d.
+    if (local.trim() !== local) return null;
     let domain = address.domain.toLowerCase().replace(/\.$/, '');
     if (!domain.startsWith('[')) domain = domainToASCII(domain) || domain;
     domain = options.aliasDomains.get(domain) ?? domain;

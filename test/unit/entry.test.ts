@@ -62,7 +62,7 @@ test('paths that escape the base or carry forbidden bytes are refused with 5.3.5
     { homeDirectory: '/var/mail/h', mailMessageStore: 'mbox-file' }, { homeDirectory: '/var/mail/h', mailMessageStore: 'x/' },
     { mailMessageStore: '/var/mail' }, { mailMessageStore: 'a b/' },
   ]) {
-    assert.deepEqual(pick(resolve(attrs)), { kind: 'reject', status: '5.3.5' }, JSON.stringify(attrs));
+    assert.deepEqual(pick(resolve(attrs as Record<string, string>)), { kind: 'reject', status: '5.3.5' }, JSON.stringify(attrs));
   }
 });
 
