@@ -3,6 +3,7 @@
 // place in the code base that reads process.env.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { hostname as systemHostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -83,7 +84,7 @@ const cacheSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   /** This node's name; compared with mailHost. */
-  hostname: z.string().min(1).default('localhost').transform((h) => h.toLowerCase().replace(/\.$/, '')),
+  hostname: z.string().min(1).default(() => systemHostname()).transform((h) => h.toLowerCase().replace(/\.$/, '')),
   /** Other names that count as this node (qmail-ldap's ldapclusterhosts). */
   clusterHosts: z.array(domainName).default([]),
   localDomains: z.array(domainName).default(['example.org', 'example.net']),
