@@ -5,6 +5,7 @@ import { argon2Verify, bcryptVerify } from 'hash-wasm';
 import { desCrypt } from './crypt/descrypt.ts';
 import { md5Crypt } from './crypt/md5crypt.ts';
 import { shaCrypt } from './crypt/shacrypt.ts';
+import { systemCrypt } from './crypt/system.ts';
 
 export interface VerifyOptions {
   allowCleartext: boolean;
@@ -111,12 +112,12 @@ function computeCrypt(family: CryptFamily, value: string, password: Buffer): str
   }
 }
 
-/** A crypt(3) string, optionally required to be of one family. yescrypt is not supported. */
+/** A crypt(3) string, optionally required to be of one family. yescrypt goes to the system's crypt(3). */
 async function verifyCrypt(value: string, password: Buffer, required?: CryptFamily): Promise<boolean> {
   const family = cryptFamily(value);
   if (family === null || (required !== undefined && family !== required)) return false;
   if (family === 'bcrypt') return verifyBcrypt(value, password);
-  const computed = computeCrypt(family, value, password);
+  const computed = family === 'yescrypt' ? await systemCrypt(password, value) : computeCrypt(family, value, password);
   return computed !== null && sameBytes(computed, value);
 }
 

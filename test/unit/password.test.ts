@@ -247,10 +247,17 @@ describe('malformed and truncated stored values', () => {
   }
 });
 
-describe('unsupported yescrypt fails closed', () => {
-  it('refuses even the right password, bare or under {CRYPT}', async () => {
-    assert.equal(await verifyPassword(YESCRYPT, 'Yves-pw-12', STRICT), false);
-    assert.equal(await verifyPassword(`{CRYPT}${YESCRYPT}`, 'Yves-pw-12', STRICT), false);
+describe('yescrypt through the system crypt(3)', () => {
+  it('accepts the right password, bare or under {CRYPT}', async () => {
+    assert.equal(await verifyPassword(YESCRYPT, 'Yves-pw-12', STRICT), true);
+    assert.equal(await verifyPassword(`{CRYPT}${YESCRYPT}`, 'Yves-pw-12', STRICT), true);
+  });
+  it('refuses a wrong, empty or NUL-carrying password and a damaged setting', async () => {
+    assert.equal(await verifyPassword(YESCRYPT, 'Yves-pw-13', STRICT), false);
+    assert.equal(await verifyPassword(YESCRYPT, '', STRICT), false);
+    assert.equal(await verifyPassword(YESCRYPT, 'Yves-pw-12\0x', STRICT), false);
+    assert.equal(await verifyPassword('$y$j9T$abc$', 'Yves-pw-12', STRICT), false);
+    assert.equal(await verifyPassword('$y$zzz', 'Yves-pw-12', STRICT), false);
   });
 });
 
