@@ -18,6 +18,8 @@ interface Stored {
 }
 
 export interface ResolutionCache {
+  /** Wait (bounded) for Redis at start-up, so a fresh process uses the shared tier at once. Never fails. */
+  ready(): Promise<void>;
   get(key: string, load: () => Promise<Resolution>): Promise<Lookup>;
   /** Drop one key, or everything, from both tiers and from every other node's memory tier. */
   flush(key?: string): Promise<void>;
@@ -127,12 +129,17 @@ export function createCache(config: CacheConfig, deps: CacheDeps): ResolutionCac
     await redis.publish(config.keyPrefix + FLUSH_CHANNEL, key ?? '*');
   }
 
+  async function ready(): Promise<void> {
+    const limit = Math.max(config.redisTimeoutMs * 5, 1000);
+    await Promise.all([redis, subscriber].map((r) => (r === null || r.status === 'ready' ? undefined : waitReady(r, limit).catch(() => undefined))));
+  }
+
   async function close(): Promise<void> {
     redis?.disconnect();
     subscriber?.disconnect();
   }
 
-  return { get, flush, close };
+  return { ready, get, flush, close };
 }
 
 /**
@@ -154,7 +161,11 @@ function connectRedis(config: CacheConfig, log: Logger, role = 'cache'): Redis {
     healthy = true;
   });
   redis.on('error', (err: Error) => {
-    if (healthy) log.warn({ role, err: err.message }, 'redis unavailable; answering from memory and LDAP');
+    // One warning per outage: the flush subscriber's connection fails with the cache's, so it only notes it.
+    if (healthy) {
+      if (role === 'cache') log.warn({ role, err: err.message }, 'redis unavailable; answering from memory and LDAP');
+      else log.debug({ role, err: err.message }, 'redis unavailable');
+    }
     healthy = false;
   });
   return redis;
@@ -175,10 +186,14 @@ function subscribeFlushes(config: CacheConfig, log: Logger, forget: (key?: strin
 
 function waitReady(redis: Redis, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis not reachable')), timeoutMs);
-    redis.once('ready', () => {
+    const onReady = () => {
       clearTimeout(timer);
       resolve();
-    });
+    };
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new Error('redis not reachable'));
+    }, timeoutMs);
+    redis.once('ready', onReady);
   });
 }

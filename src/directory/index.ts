@@ -79,6 +79,7 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     entry: { ...entry, profile, warn: (fields, message) => log.warn(fields, message) },
   }, { pool, log });
   const cache = createCache(config.cache, { log });
+  await cache.ready();
 
   async function lookup(address: Address): Promise<Lookup> {
     const key = resolver.key(address);
