@@ -32,8 +32,10 @@ let failed = 0;
 const stream = run({ files, concurrency: 2, timeout: 300_000 });
 stream.on('test:pass', (event) => { if (event.details?.type !== 'suite') passed++; });
 stream.on('test:fail', (event) => { if (event.details?.type !== 'suite') failed++; });
-stream.compose(spec).pipe(process.stdout);
-stream.on('end', () => {
+const report = stream.compose(spec);
+report.pipe(process.stdout, { end: false });
+// The closing line comes after the reporter's own summary, so it is the last line printed.
+report.on('end', () => {
   process.stdout.write(`\n${passed} passed, ${failed} failed\n`);
   process.exitCode = failed > 0 || passed === 0 ? 1 : 0;
 });
