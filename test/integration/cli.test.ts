@@ -1,44 +1,17 @@
 // The real ldapmta CLI as a child process: lookup (embedded default directory and a real slapd), exit
 // codes (0, 1, 64, 75, 78), check-config validation and secret hiding, and cache flush without Redis.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PACKAGE_ROOT } from '../../src/directory/index.ts';
+import { cli, showCli as show } from '../harness/cli.ts';
 import { startRedis } from '../harness/redis.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `node --import tsx src/cli.ts ...args` in the package root, with no LDAPMTA_* variable set. */
-function cli(args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LDAPMTA_')));
-  Object.assign(env, extraEnv);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: PACKAGE_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const show = (r: CliResult): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
 // ---------------------------------------------------------------------------------------------
 

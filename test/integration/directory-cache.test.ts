@@ -1,47 +1,26 @@
 // The two-tier lookup cache against real slapd and redis-server: memory hits, negative and positive TTLs,
 // the shared Redis tier, Redis outages, stale-if-error, single-flight loads and flushes (API and CLI).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Client } from 'ldapts';
 import { validateConfig, type Config } from '../../src/config.ts';
-import { createDirectory, PACKAGE_ROOT, type DirectoryHandle } from '../../src/directory/index.ts';
+import { createDirectory, type DirectoryHandle } from '../../src/directory/index.ts';
 import type { Lookup } from '../../src/directory/types.ts';
-import { createLogger, type Logger } from '../../src/log.ts';
+import type { Logger } from '../../src/log.ts';
 import { MailError, parseAddress } from '../../src/mail.ts';
 import { sleep } from '../harness/ports.ts';
+import { cli, showCli } from '../harness/cli.ts';
+import { memoryLog, WARN } from '../harness/log.ts';
 import { startRedis, type RedisServer } from '../harness/redis.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-function memoryLog(): { log: Logger; lines: () => LogLine[]; text: () => string } {
-  const chunks: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer | string, _encoding, callback) {
-      chunks.push(chunk.toString());
-      callback();
-    },
-  });
-  const log = createLogger({ level: 'debug', destination });
-  const text = () => chunks.join('');
-  const lines = () => text().split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as LogLine);
-  return { log, lines, text };
-}
-
-const WARN = 40;
 const addr = parseAddress;
 
 interface Overrides {
@@ -138,24 +117,6 @@ async function completedSearches(slapd: Slapd): Promise<number> {
   }
 }
 
-/** Runs the real CLI (through tsx) with only LDAPMTA_CONFIG set among the LDAPMTA_* variables. */
-function runCli(args: string[], configFile: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LDAPMTA_')));
-  env.LDAPMTA_CONFIG = configFile;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: PACKAGE_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -421,9 +382,9 @@ describe('directory cache (real slapd and redis-server)', () => {
       assert.deepEqual([cached.source, quotaBytes(cached)], ['memory', 5000000]);
       assert.equal(await withRedis(redis.url, (r) => r.exists(`${prefix}bob@example.org`)), 1, 'the answer was not written to redis');
 
-      const cli = await runCli(['cache', 'flush', 'bob@example.org'], file);
-      assert.equal(cli.code, 0, `exit ${cli.code}\nstdout: ${cli.stdout}\nstderr: ${cli.stderr}`);
-      assert.match(cli.stdout, /bob@example\.org: flushed/);
+      const flushed = await cli(['cache', 'flush', 'bob@example.org'], { LDAPMTA_CONFIG: file });
+      assert.equal(flushed.code, 0, showCli(flushed));
+      assert.match(flushed.stdout, /bob@example\.org: flushed/);
 
       const fresh = await waitFor('the running directory to drop bob from memory', 1000, async () => {
         const l = await a.lookup(addr('bob@example.org'));

@@ -1,40 +1,17 @@
 // Directory fault handling against real slapd: failover between URLs, LDAP down and recovery, a hung
 // (SIGSTOPped) server, wrong baseDN, wrong bind password, and an address claimed by two entries.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { validateConfig, type Config } from '../../src/config.ts';
 import { createDirectory, type DirectoryHandle } from '../../src/directory/index.ts';
-import { createLogger, type Logger } from '../../src/log.ts';
+import type { Logger } from '../../src/log.ts';
 import { MailError, parseAddress } from '../../src/mail.ts';
+import { ERROR, memoryLog, WARN } from '../harness/log.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-/** A pino logger writing JSON lines into memory; `lines()` parses what was written so far. */
-function memoryLog(): { log: Logger; lines: () => LogLine[]; text: () => string } {
-  const chunks: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer | string, _encoding, callback) {
-      chunks.push(chunk.toString());
-      callback();
-    },
-  });
-  const log = createLogger({ level: 'debug', destination });
-  const text = () => chunks.join('');
-  const lines = () => text().split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as LogLine);
-  return { log, lines, text };
-}
-
-const WARN = 40;
-const ERROR = 50;
 
 function config(urls: string[], overrides: { directory?: Record<string, unknown>; cache?: Record<string, unknown> } = {}): Config {
   return validateConfig({
