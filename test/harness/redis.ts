@@ -1,9 +1,9 @@
 // Owns: throw-away redis-server child processes for tests (127.0.0.1, random port, no persistence).
 // Must never: daemonize, persist data (no RDB, no AOF), listen beyond loopback, or touch a system redis.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
+import { ChildServer } from './child.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { binaryPath } from './slapd.ts';
@@ -23,7 +23,6 @@ export interface RedisServer {
 }
 
 const START_TIMEOUT_MS = 10_000;
-const STOP_TIMEOUT_MS = 10_000;
 
 /** Sends PING over a raw socket; true on "+PONG". */
 export function redisPing(port: number, timeoutMs = 1000): Promise<boolean> {
@@ -47,55 +46,17 @@ export function redisPing(port: number, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-class ManagedRedis implements RedisServer {
-  url = '';
-  port = 0;
-  private child: ChildProcess | null = null;
-  private exited: Promise<void> = Promise.resolve();
-  private exitInfo: string | null = null;
-  private outputTail = '';
-  private lastPid = 0;
-
-  constructor(private readonly dir: string) {}
-
-  get pid(): number {
-    return this.lastPid;
+class ManagedRedis extends ChildServer implements RedisServer {
+  constructor(private readonly dir: string) {
+    super();
   }
 
-  setPort(port: number): void {
-    this.port = port;
-    this.url = `redis://127.0.0.1:${port}`;
-  }
-
-  /** The process has not been reaped yet (it may have been sent a signal). */
-  private alive(): boolean {
-    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Sends SIGTERM (when `sendTerm`), waits up to the stop timeout, then SIGKILLs and waits. */
-  private async terminate(sendTerm: boolean): Promise<void> {
-    const child = this.child;
-    if (child === null || !this.alive()) {
-      await this.exited;
-      return;
-    }
-    if (sendTerm) child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      this.exited.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS); // also keeps the event loop alive
-      }),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      child.kill('SIGKILL');
-      await this.exited;
-    }
+  protected urlFor(port: number): string {
+    return `redis://127.0.0.1:${port}`;
   }
 
   async start(): Promise<void> {
-    if (this.alive() && this.child?.killed !== true) return;
+    if (this.running()) return;
     // After kill(): let the old process go before reusing its port and data.
     await this.terminate(false);
     const args = [
@@ -108,28 +69,7 @@ class ManagedRedis implements RedisServer {
       '--logfile', '',
       '--loglevel', 'warning',
     ];
-    const child = spawn(binaryPath('redis-server'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    this.exitInfo = null;
-    this.outputTail = '';
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exitInfo = signal !== null ? `signal ${signal}` : `code ${code}`;
-        resolve();
-      });
-      child.once('error', (err) => {
-        this.exitInfo = `spawn error ${err.message}`;
-        resolve();
-      });
-    });
-    const keep = (chunk: string): void => {
-      this.outputTail = (this.outputTail + chunk).slice(-8192);
-    };
-    child.stdout?.setEncoding('utf8').on('data', keep);
-    child.stderr?.setEncoding('utf8').on('data', keep);
-    child.unref();
-    (child.stdout as net.Socket | null)?.unref();
-    (child.stderr as net.Socket | null)?.unref();
+    const child = this.launch(binaryPath('redis-server'), args);
 
     const failed = (): string | null =>
       this.exitInfo === null ? null : `redis-server exited (${this.exitInfo}) on port ${this.port}: ${this.outputTail.trim()}`;
@@ -147,18 +87,6 @@ class ManagedRedis implements RedisServer {
       await this.stop();
       throw err;
     }
-  }
-
-  async stop(): Promise<void> {
-    await this.terminate(true);
-  }
-
-  kill(sig: NodeJS.Signals = 'SIGKILL'): void {
-    if (this.alive()) this.child?.kill(sig);
-  }
-
-  killNow(): void {
-    if (this.alive()) this.child?.kill('SIGKILL');
   }
 }
 

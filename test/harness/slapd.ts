@@ -1,14 +1,14 @@
 // Owns: throw-away OpenLDAP slapd instances for tests (temp dir, slapd.conf, slapadd, start/stop, ldapadd/ldapmodify).
 // Must never: bind outside 127.0.0.1, touch the system slapd (/etc/ldap/slapd.d, /var/lib/ldap), or pass data through a shell.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'ldapts';
+import { ChildServer } from './child.ts';
 import { freePort, onProcessExit, sleep, waitForPort } from './ports.ts';
 
 /** The repository root, derived from this file's location (never from the cwd). */
@@ -185,12 +185,9 @@ export interface LaunchSlapdOptions {
   port?: number;
 }
 
-const STOP_TIMEOUT_MS = 10_000;
 const START_TIMEOUT_MS = 10_000;
 
-class ManagedSlapd implements Slapd {
-  url = '';
-  port = 0;
+class ManagedSlapd extends ChildServer implements Slapd {
   readonly baseDN: string;
   readonly rootDN: string;
   readonly rootPassword: string;
@@ -198,13 +195,9 @@ class ManagedSlapd implements Slapd {
   private readonly configArgs: string[];
   private readonly pidFile: string;
   private readonly passwordFile: string;
-  private child: ChildProcess | null = null;
-  private exited: Promise<void> = Promise.resolve();
-  private exitInfo: string | null = null;
-  private stderrTail = '';
-  private lastPid = 0;
 
   constructor(options: LaunchSlapdOptions) {
+    super();
     this.configArgs = [...options.configArgs];
     this.dir = options.dir;
     this.pidFile = options.pidFile;
@@ -215,77 +208,25 @@ class ManagedSlapd implements Slapd {
     this.setPort(options.port ?? 0);
   }
 
-  get pid(): number {
-    return this.lastPid;
-  }
-
-  setPort(port: number): void {
-    this.port = port;
-    this.url = `ldap://127.0.0.1:${port}`;
-  }
-
-  /** The process has not been reaped yet (it may have been sent a signal). */
-  private alive(): boolean {
-    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Sends SIGTERM (when `sendTerm`), waits up to the stop timeout, then SIGKILLs and waits. */
-  private async terminate(sendTerm: boolean): Promise<void> {
-    const child = this.child;
-    if (child === null || !this.alive()) {
-      await this.exited;
-      return;
-    }
-    if (sendTerm) child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      this.exited.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS); // also keeps the event loop alive
-      }),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      child.kill('SIGKILL');
-      await this.exited;
-    }
+  protected urlFor(port: number): string {
+    return `ldap://127.0.0.1:${port}`;
   }
 
   async start(): Promise<void> {
-    if (this.alive() && this.child?.killed !== true) return;
+    if (this.running()) return;
     // After kill(): let the old process go before reusing its port and data.
     await this.terminate(false);
     await fsp.rm(this.pidFile, { force: true }); // never read a stale pid after a crash
     const debug = process.env.LDAPMTA_SLAPD_DEBUG;
     const args = [...this.configArgs, '-h', `ldap://127.0.0.1:${this.port}/`, '-d', debug || '0'];
-    const child = spawn(binaryPath('slapd'), args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child = child;
-    this.exitInfo = null;
-    this.stderrTail = '';
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exitInfo = signal !== null ? `signal ${signal}` : `code ${code}`;
-        resolve();
-      });
-      child.once('error', (err) => {
-        this.exitInfo = `spawn error ${err.message}`;
-        resolve();
-      });
-    });
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stderrTail = (this.stderrTail + chunk).slice(-8192);
-      if (debug) process.stderr.write(chunk);
-    });
-    // A forgotten instance must not keep the test process alive; the exit hook kills it.
-    child.unref();
-    (child.stderr as net.Socket | null)?.unref();
+    const child = this.launch(binaryPath('slapd'), args, debug ? (chunk) => process.stderr.write(chunk) : undefined);
 
     const deadline = Date.now() + START_TIMEOUT_MS;
     try {
       await waitForPort(this.port, {
         timeoutMs: START_TIMEOUT_MS,
         what: 'slapd',
-        failed: () => (this.exitInfo === null ? null : `slapd exited (${this.exitInfo}) before answering on port ${this.port}: ${this.stderrTail.trim()}`),
+        failed: () => (this.exitInfo === null ? null : `slapd exited (${this.exitInfo}) before answering on port ${this.port}: ${this.outputTail.trim()}`),
       });
       await this.waitForBind(deadline);
       this.lastPid = await this.readPidFile(deadline, child.pid ?? 0);
@@ -299,7 +240,7 @@ class ManagedSlapd implements Slapd {
   private async waitForBind(deadline: number): Promise<void> {
     let lastError: unknown;
     while (Date.now() < deadline) {
-      if (this.exitInfo !== null) throw new Error(`slapd exited (${this.exitInfo}): ${this.stderrTail.trim()}`);
+      if (this.exitInfo !== null) throw new Error(`slapd exited (${this.exitInfo}): ${this.outputTail.trim()}`);
       const client = new Client({ url: this.url, connectTimeout: 1000, timeout: 2000 });
       try {
         await client.bind(this.rootDN, this.rootPassword);
@@ -325,19 +266,6 @@ class ManagedSlapd implements Slapd {
       await sleep(10);
     }
     return fallback;
-  }
-
-  async stop(): Promise<void> {
-    await this.terminate(true);
-  }
-
-  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-    if (this.alive()) this.child?.kill(signal);
-  }
-
-  /** Synchronous last resort used by the exit hook. */
-  killNow(): void {
-    if (this.alive()) this.child?.kill('SIGKILL');
   }
 
   ldapadd(ldif: string): Promise<void> {
