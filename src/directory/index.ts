@@ -9,7 +9,7 @@ import type { Address } from '../mail.ts';
 import { createAuthenticator } from './auth.ts';
 import { createCache } from './cache.ts';
 import type { CandidateRules } from './candidates.ts';
-import { startEmbeddedDirectory, type EmbeddedDirectory } from './embedded.ts';
+import { startEmbeddedDirectory, type EmbeddedDirectory } from './embedded/index.ts';
 import type { EntryContext } from './entry.ts';
 import { verifyPassword } from './password.ts';
 import { createLdapPool } from './pool.ts';

@@ -1,4 +1,4 @@
-// The embedded LDIF-backed directory (src/directory/embedded.ts, ldif.ts) driven by the real ldapts
+// The embedded LDIF-backed directory (src/directory/embedded/, ldif.ts) driven by the real ldapts
 // client over a real loopback socket. Owns only its temp fixture; never uses a mock library or a fixed port.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Attribute, Change, Client, InvalidCredentialsError, NoSuchObjectError, UnwillingToPerformError, type Entry } from 'ldapts';
-import { startEmbeddedDirectory, type EmbeddedDirectory } from '../../src/directory/embedded.ts';
+import { startEmbeddedDirectory, type EmbeddedDirectory } from '../../src/directory/embedded/index.ts';
 import { getAttribute, LdifError, parseLdif } from '../../src/directory/ldif.ts';
 import { silentLogger } from '../../src/log.ts';
 
