@@ -1,0 +1,89 @@
+// Where a Maildir may live: lexical and real-path containment below the mail base, and creating it.
+// Must never create, open or follow anything outside the base, nor accept tmp/, new/ or cur/ as a symlink.
+import type { Stats } from 'node:fs';
+import { lstat, mkdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { permanent, temporary, type MailError } from '../mail.ts';
+
+/** Longest Maildir path accepted (Linux PATH_MAX less the terminating NUL). */
+export const MAX_MAILDIR_PATH = 4095;
+
+/** True when `child` is `parent` itself (only if `orSame`) or lies below it. Both must be absolute. Pure. */
+export function isWithin(parent: string, child: string, orSame = false): boolean {
+  const rel = path.relative(parent, child);
+  if (rel === '') return orSame;
+  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+}
+
+/** Why the text of a Maildir path is unacceptable below `base`, or null when it is fine. Pure. */
+export function maildirPathProblem(maildir: string, base: string): string | null {
+  if (!path.isAbsolute(base)) return 'mail base is not absolute';
+  if (!path.isAbsolute(maildir)) return 'mailbox path is not absolute';
+  if (Buffer.byteLength(maildir) > MAX_MAILDIR_PATH) return 'mailbox path is too long';
+  if (/[\u0000-\u001f\u007f]/.test(maildir)) return 'control character in mailbox path';
+  if (maildir.split('/').includes('..')) return 'mailbox path contains ".."';
+  if (!isWithin(path.resolve(base), path.resolve(maildir))) return 'mailbox path is outside the mail base';
+  return null;
+}
+
+const illegal = (why: string): MailError => permanent('5.3.5', `illegal mailbox: ${why}`);
+
+/**
+ * Checks `maildir` against `base`, creates what is missing (the path below the base, then tmp/,
+ * new/, cur/; all 0700) and returns the Maildir's real path, proven to lie below the base's.
+ * Throws permanent 5.3.5 for a path or symlink that leads outside; raw fs errors otherwise.
+ */
+export async function prepareMaildir(maildir: string, base: string): Promise<string> {
+  const problem = maildirPathProblem(maildir, base);
+  if (problem !== null) throw illegal(problem);
+  let realBase: string;
+  try {
+    realBase = await realpath(base);
+  } catch (err) {
+    throw temporary('4.3.0', 'mail base directory is missing', err);
+  }
+  let current = path.resolve(base);
+  for (const part of path.relative(current, path.resolve(maildir)).split(path.sep)) {
+    current = path.join(current, part);
+    await ensureDirectory(current, realBase, true);
+  }
+  for (const sub of ['tmp', 'new', 'cur']) await ensureDirectory(path.join(current, sub), realBase, false);
+  const real = await realpath(current);
+  if (!isWithin(realBase, real)) throw illegal('mailbox path leads outside the mail base');
+  return real;
+}
+
+/** One path component: create it when missing; a symlink must stay inside the base (and is refused when !symlinkOk). */
+async function ensureDirectory(dir: string, realBase: string, symlinkOk: boolean): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const info = await lstatOrNull(dir);
+    if (info === null) {
+      try {
+        await mkdir(dir, { mode: 0o700 });
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // a concurrent delivery made it
+        throw err;
+      }
+    }
+    if (info.isSymbolicLink()) {
+      if (!symlinkOk) throw illegal(`${path.basename(dir)}/ is a symlink`);
+      const target = await realpath(dir).catch(() => null);
+      if (target === null || !isWithin(realBase, target, true)) throw illegal('mailbox path leads outside the mail base');
+      if (!(await stat(target)).isDirectory()) throw illegal('mailbox path is not a directory');
+      return;
+    }
+    if (!info.isDirectory()) throw illegal('mailbox path is not a directory');
+    return;
+  }
+  throw temporary('4.3.0', 'mailbox directory keeps changing');
+}
+
+async function lstatOrNull(file: string): Promise<Stats | null> {
+  try {
+    return await lstat(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}

@@ -1,0 +1,33 @@
+// The local delivery agent (DeliverToMaildir): path safety, then Maildir++ quota, then one file in new/.
+// Must never write outside delivery.base, nor bounce on its own: over quota is temporary 4.2.2 for the queue to judge.
+import type { DeliverToMaildir } from './types.ts';
+import { prepareMaildir } from './maildir-path.ts';
+import { ioFailure, writeMessage } from './maildir-file.ts';
+import { hasQuota, quotaVerdict, recordDelivery } from './quota.ts';
+import { temporary } from '../mail.ts';
+
+/**
+ * The header may end its lines in CRLF or LF: header and body alike are stored with LF.
+ * On failure the body stream is destroyed and no file is left in tmp/ or new/.
+ */
+export const deliverToMaildir: DeliverToMaildir = async (delivery, body) => {
+  // An error emitted before the copy starts reading must not crash the process; the copy still sees it.
+  body.on('error', ignore);
+  try {
+    const maildir = await prepareMaildir(delivery.maildir, delivery.base);
+    const limited = hasQuota(delivery.quota);
+    if (limited && (await quotaVerdict(maildir, delivery.quota, delivery.size, { write: true })) === 'over') {
+      throw temporary('4.2.2', 'mailbox full', undefined, 452);
+    }
+    const result = await writeMessage(maildir, delivery.header, body);
+    if (limited) await recordDelivery(maildir, result.bytes);
+    return result;
+  } catch (err) {
+    body.destroy();
+    throw ioFailure(err);
+  } finally {
+    body.off('error', ignore);
+  }
+};
+
+function ignore(): void {}
