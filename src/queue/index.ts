@@ -1,0 +1,286 @@
+// The disk queue: durable group-committed accept, leases, settle, bounce, removal; owns the in-memory index.
+// Must never resolve an accept before its todo/ rename and both dir fsyncs, nor delete before a bounce is queued.
+import { createReadStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { Logger } from '../log.ts';
+import { formatAddress, permanent, temporary, type Envelope, type MessageId, type Outcome } from '../mail.ts';
+import { composeBounce } from './bounce.ts';
+import { BodyStreamError, diskError, DirSync, readHeaders, writeBodyFile, writeFileSynced } from './disk.ts';
+import { isMessageId, newMessageId } from './id.ts';
+import { layout, recover } from './recover.ts';
+import { applyOutcomes, encodeTodo, newTodo, pendingOf, sameAddress, type TodoState } from './state.ts';
+import type { Queue, QueueConfig, QueuedMessage } from './types.ts';
+
+export interface QueueDeps {
+  readonly log: Logger;
+  /** Epoch milliseconds; tests pass a fake clock. Used for queuedAt and by settle. */
+  readonly clock?: () => number;
+}
+
+export interface QueueStats {
+  readonly accepted: number;
+  /** Directory fsyncs issued (mess/ and todo/ together). */
+  readonly dirSyncs: number;
+}
+
+/**
+ * The body, or a function that makes it once the queue id is known (so a Received header can name
+ * the id). The function form is an extension: types.ts's Queue.accept takes a Readable only.
+ */
+export type BodySource = Readable | ((id: MessageId) => Readable);
+
+export type DiskQueue = Queue & {
+  accept(envelope: Envelope, body: BodySource): Promise<MessageId>;
+  stats(): QueueStats;
+};
+
+interface Entry {
+  todo: TodoState;
+  leased: boolean;
+  /** After a failed state write or bounce, not handed out again before this time. */
+  holdUntil: number;
+  finishing: boolean;
+  /** Settles and the final clean-up of one message run one after the other. */
+  chain: Promise<void>;
+}
+
+const HOLD_AFTER_ERROR_MS = 60_000;
+
+export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise<DiskQueue> {
+  const { log } = deps;
+  const clock = deps.clock ?? Date.now;
+  const dirs = layout(config.dir);
+  const messSync = new DirSync(dirs.mess);
+  const todoSync = new DirSync(dirs.todo);
+  const index = new Map<MessageId, Entry>();
+  const listeners: (() => void)[] = [];
+  const inflight = new Set<Promise<unknown>>();
+  let accepted = 0;
+  let closed = false;
+
+  const messPath = (id: MessageId) => join(dirs.mess, id);
+  const todoPath = (id: MessageId) => join(dirs.todo, `${id}.json`);
+
+  function track<T>(work: Promise<T>): Promise<T> {
+    inflight.add(work);
+    const done = () => inflight.delete(work);
+    work.then(done, done);
+    return work;
+  }
+
+  function serialize(entry: Entry, work: () => Promise<void>): Promise<void> {
+    const run = entry.chain.then(work);
+    entry.chain = run.catch(() => undefined);
+    return track(run);
+  }
+
+  async function acceptOne(envelope: Envelope, source: BodySource): Promise<MessageId> {
+    const now = clock();
+    const id = newMessageId(now);
+    const mlog = log.child({ queueId: id });
+    const tmpBody = join(dirs.tmp, id);
+    const tmpTodo = join(dirs.tmp, `${id}.json`);
+    let stage: 'body' | 'mess' | 'todo' = 'body';
+    try {
+      let body: Readable;
+      try {
+        body = typeof source === 'function' ? source(id) : source;
+      } catch (err) {
+        throw new BodyStreamError(err);
+      }
+      const size = await writeBodyFile(body, tmpBody);
+      await rename(tmpBody, messPath(id));
+      stage = 'mess';
+      const todo = newTodo(id, envelope, size, now);
+      // mess/<id> is made durable before todo/ may name it, so a todo never exists without its
+      // message, even after a power loss; the envelope is written and fsynced meanwhile.
+      await Promise.all([messSync.sync(), writeFileSynced(tmpTodo, encodeTodo(todo), true)]);
+      // COMMIT POINT: once this rename is on disk the message is queued and will be delivered or
+      // bounced. Before it, a crash leaves only tmp/ and mess/ garbage that start-up deletes.
+      await rename(tmpTodo, todoPath(id));
+      stage = 'todo';
+      await todoSync.sync();
+      index.set(id, { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve() });
+      accepted++;
+      const to = envelope.recipients.map(formatAddress);
+      mlog.info({ from: envelope.sender === null ? '<>' : formatAddress(envelope.sender), to, size }, 'queued');
+      return id;
+    } catch (err) {
+      // Not acknowledged, so nothing may stay queued: undo in the reverse order of the commit.
+      if (stage === 'todo') await rm(todoPath(id), { force: true }).catch(() => undefined);
+      if (stage !== 'body') await rm(messPath(id), { force: true }).catch(() => undefined);
+      await rm(tmpBody, { force: true }).catch(() => undefined);
+      await rm(tmpTodo, { force: true }).catch(() => undefined);
+      if (err instanceof BodyStreamError) {
+        mlog.info({ err: err.error }, 'body stream failed; nothing queued');
+        throw err.error; // the SMTP layer's own reason (bare LF, size, disconnect), unchanged
+      }
+      const mailError = diskError(err);
+      mlog.error({ err, status: mailError.status }, 'queue write failed; nothing queued');
+      throw mailError;
+    }
+  }
+
+  async function accept(envelope: Envelope, body: BodySource): Promise<MessageId> {
+    if (closed) throw temporary('4.3.2', 'system not accepting network messages');
+    if (envelope.recipients.length === 0) throw permanent('5.5.1', 'no valid recipients', undefined, 554);
+    const id = await track(acceptOne(envelope, body));
+    notify(id);
+    return id;
+  }
+
+  function notify(id: MessageId): void {
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch (err) {
+        log.error({ err, queueId: id }, 'onAccepted listener failed');
+      }
+    }
+  }
+
+  /** Writes the new state next to the old one and renames it over (file and directory fsynced). */
+  async function persist(todo: TodoState): Promise<void> {
+    const tmp = join(dirs.tmp, `${todo.id}.todo`);
+    await writeFileSynced(tmp, encodeTodo(todo), false);
+    await rename(tmp, todoPath(todo.id));
+    await todoSync.sync();
+  }
+
+  /** Nothing pending: queue the bounce if one is owed, then delete todo/ and then mess/. */
+  async function finish(entry: Entry): Promise<void> {
+    const { todo } = entry;
+    if (index.get(todo.id) !== entry) return; // already finished
+    const mlog = log.child({ queueId: todo.id });
+    const failed = todo.recipients.filter((r) => r.state === 'failed');
+    const { sender } = todo.envelope;
+    if (failed.length > 0 && sender === null) {
+      mlog.error({ to: failed.map((r) => formatAddress(r.address)), errors: failed.map((r) => r.lastError) },
+        'double bounce: a message with the null sender failed; dropped (postmaster, take note)');
+    } else if (failed.length > 0 && sender !== null) {
+      const now = clock();
+      const headers = await readHeaders(messPath(todo.id)).catch(() => '');
+      const bytes = composeBounce({
+        hostname: config.hostname, queueId: todo.id, sender, arrivalDate: todo.envelope.receivedAt,
+        originalHeaders: headers, now: new Date(now),
+        failed: failed.map((r) => ({ address: r.address, status: r.lastError?.status ?? '5.0.0',
+          text: r.lastError?.text ?? 'delivery failed', ...(r.lastError?.reply === undefined ? {} : { reply: r.lastError.reply }) })),
+      });
+      const bounceId = await acceptOne({
+        sender: null, recipients: [sender], receivedAt: new Date(now),
+        client: { ip: '127.0.0.1', helo: config.hostname, user: null, tls: false },
+      }, Readable.from([bytes]));
+      mlog.info({ bounceId, to: formatAddress(sender), failed: failed.length }, 'bounce queued');
+      notify(bounceId);
+    }
+    // A crash from here on repeats the bounce at the next start (todo/ still says "failed"): a
+    // duplicate bounce is possible, a lost one is not.
+    await rm(todoPath(todo.id), { force: true });
+    await todoSync.sync();
+    await rm(messPath(todo.id), { force: true });
+    index.delete(todo.id);
+    mlog.info({ delivered: todo.recipients.length - failed.length, failed: failed.length }, 'removed from queue');
+  }
+
+  function startFinish(entry: Entry): Promise<void> {
+    entry.finishing = true;
+    return serialize(entry, () => finish(entry)).catch((err: unknown) => {
+      entry.finishing = false;
+      entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
+      log.error({ err, queueId: entry.todo.id }, 'could not finish message; will retry');
+    });
+  }
+
+  async function settleOne(entry: Entry, outcomes: readonly Outcome[]): Promise<void> {
+    const now = clock();
+    const mlog = log.child({ queueId: entry.todo.id });
+    if (index.get(entry.todo.id) !== entry) {
+      mlog.warn('settle for a message already finished; ignored');
+      return;
+    }
+    const { todo, ignored, expired } = applyOutcomes(entry.todo, outcomes, now, config.lifetimeSeconds);
+    if (ignored.length > 0) mlog.warn({ to: ignored.map(formatAddress) }, 'outcome for a recipient that is not pending; ignored');
+    if (expired.length > 0) mlog.warn({ to: expired.map(formatAddress) }, 'delivery time expired');
+    try {
+      await persist(todo);
+    } catch (err) {
+      entry.leased = false;
+      entry.holdUntil = now + HOLD_AFTER_ERROR_MS;
+      mlog.error({ err }, 'could not record delivery state; the attempt will be repeated');
+      throw diskError(err);
+    }
+    entry.todo = todo;
+    entry.leased = false;
+    for (const r of todo.recipients) {
+      if (!outcomes.some((o) => sameAddress(o.recipient, r.address))) continue;
+      const fields = { to: formatAddress(r.address), attempts: r.attempts, status: r.lastError?.status, text: r.lastError?.text };
+      if (r.state === 'pending') mlog.info({ ...fields, nextAttempt: new Date(r.nextAttempt).toISOString() }, 'deferred');
+      else mlog.info(fields, r.state);
+    }
+    if (pendingOf(todo).length === 0) {
+      entry.finishing = true;
+      await finish(entry).catch((err: unknown) => {
+        entry.finishing = false;
+        entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
+        mlog.error({ err }, 'could not finish message; will retry');
+      });
+    }
+  }
+
+  const queue: DiskQueue = {
+    accept,
+
+    async due(now: Date, limit: number): Promise<QueuedMessage[]> {
+      const t = now.getTime();
+      const out: QueuedMessage[] = [];
+      for (const entry of index.values()) {
+        if (out.length >= limit || closed) break;
+        if (entry.leased || entry.finishing || entry.holdUntil > t) continue;
+        const pending = pendingOf(entry.todo);
+        if (pending.length === 0) {
+          void startFinish(entry); // a bounce that failed earlier, or state found at start-up
+          continue;
+        }
+        const ready = pending.filter((r) => r.nextAttempt <= t);
+        if (ready.length === 0) continue;
+        entry.leased = true;
+        const { todo } = entry;
+        out.push({
+          id: todo.id, envelope: todo.envelope, pending: ready.map((r) => r.address),
+          attempts: Math.max(...ready.map((r) => r.attempts)), queuedAt: new Date(todo.queuedAt), size: todo.size,
+        });
+      }
+      return out;
+    },
+
+    open(id: MessageId): Readable {
+      if (!isMessageId(id)) throw new Error(`not a queue id: ${JSON.stringify(id)}`);
+      return createReadStream(messPath(id));
+    },
+
+    async settle(id: MessageId, outcomes: readonly Outcome[]): Promise<void> {
+      const entry = index.get(id);
+      if (entry === undefined) throw new Error(`settle: no queued message ${id}`);
+      await serialize(entry, () => settleOne(entry, outcomes));
+    },
+
+    onAccepted(listener: () => void): void {
+      listeners.push(listener);
+    },
+
+    async close(): Promise<void> {
+      closed = true;
+      while (inflight.size > 0) await Promise.allSettled([...inflight]);
+    },
+
+    stats: () => ({ accepted, dirSyncs: messSync.count + todoSync.count }),
+  };
+
+  for (const todo of await recover(dirs, log)) {
+    index.set(todo.id, { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve() });
+  }
+  for (const entry of index.values()) if (pendingOf(entry.todo).length === 0) void startFinish(entry);
+  return queue;
+}

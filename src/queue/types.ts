@@ -1,0 +1,49 @@
+// The queue's contract with the other stages: what a queued message looks like and what the
+// queue promises. No I/O here; src/queue/ implements it on disk.
+import type { Readable } from 'node:stream';
+import type { Address, Envelope, MessageId, Outcome } from '../mail.ts';
+
+export interface QueuedMessage {
+  readonly id: MessageId;
+  readonly envelope: Envelope;
+  /** Recipients not yet delivered nor failed for good. */
+  readonly pending: readonly Address[];
+  readonly attempts: number;
+  readonly queuedAt: Date;
+  /** Size of the stored message in bytes (headers added at receipt included). */
+  readonly size: number;
+}
+
+export interface Queue {
+  /**
+   * Store the body and envelope durably. Resolves only once the message file and its envelope
+   * are fsynced and renamed into place and the directories fsynced: then, and only then, may
+   * the caller answer 250. If `body` errors, nothing is queued and the error is rethrown. `body`
+   * may be a function of the new id, for a Received header that names it.
+   */
+  accept(envelope: Envelope, body: Readable | ((id: MessageId) => Readable)): Promise<MessageId>;
+  /** Messages with recipients due for an attempt, not already handed out and not yet settled. */
+  due(now: Date, limit: number): Promise<QueuedMessage[]>;
+  /** The stored message bytes. */
+  open(id: MessageId): Readable;
+  /**
+   * Record the outcome of an attempt for some of the pending recipients. Temporary failures
+   * are rescheduled (or turned permanent when the message is too old); when nothing is pending,
+   * one bounce goes to the sender for the failed recipients, then the message is removed.
+   */
+  settle(id: MessageId, outcomes: readonly Outcome[]): Promise<void>;
+  /** Called after every accept, so the delivery loop can wake at once. */
+  onAccepted(listener: () => void): void;
+  close(): Promise<void>;
+  /** Counters for tests and monitoring: messages accepted and directory fsyncs issued (group commit). */
+  stats?(): { accepted: number; dirSyncs: number };
+}
+
+export interface QueueConfig {
+  /** The spool directory; created if missing. */
+  readonly dir: string;
+  /** After this long, temporary failures become permanent (5.4.7). */
+  readonly lifetimeSeconds: number;
+  /** This node's name, for the bounce's From and Message-ID. */
+  readonly hostname: string;
+}
