@@ -96,6 +96,24 @@ export const configSchema = z.strictObject({
     imap: hostPort.default('0.0.0.0:143'),
     admin: hostPort.default('127.0.0.1:8025'),
   }).prefault({}),
+  smtp: z.strictObject({
+    /** Largest message accepted, in bytes (Postfix's message_size_limit); advertised with SIZE. */
+    maxMessageSize: z.number().int().min(1024).default(26_214_400),
+    /** Recipients per message; more get 452 4.5.3 (Postfix's smtpd_recipient_limit). */
+    maxRecipients: z.number().int().min(1).default(100),
+    maxConnections: z.number().int().min(1).default(1000),
+    maxConnectionsPerIp: z.number().int().min(1).default(50),
+    /** Idle time allowed between commands and during DATA (Postfix's smtpd_timeout). */
+    timeoutSeconds: z.number().int().min(1).default(300),
+    /** Messages with more Received headers are refused with 554 5.4.6 (a mail loop). */
+    maxReceivedHeaders: z.number().int().min(1).default(100),
+    /** PEM files; when both are set STARTTLS is offered. */
+    tls: z.strictObject({ cert: z.string().default(''), key: z.string().default('') }).prefault({}),
+  }).prefault({}),
+  queue: z.strictObject({
+    /** After this long, temporary failures become bounces (Postfix's maximal_queue_lifetime). */
+    lifetimeSeconds: z.number().int().min(60).default(432_000),
+  }).prefault({}),
   directory: directorySchema.prefault({}),
   cache: cacheSchema.prefault({}),
   spool: z.string().min(1).default('/var/spool/ldapmta'),
@@ -104,6 +122,8 @@ export const configSchema = z.strictObject({
     trustedNetworks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
   }).prefault({}),
   delivery: z.strictObject({
+    /** Parallel local (Maildir) deliveries (qmail's concurrencylocal). */
+    concurrencyLocal: z.number().int().min(1).max(1000).default(20),
     remotePort: z.number().int().min(1).max(65535).default(25),
     dnsServers: z.array(z.string().refine((v) => isIP(v) !== 0, 'expected an IP address')).default([]),
     smarthost: z.string().refine((v) => v === '' || parseHostPort(v) !== null || /^[^\s:]+$/.test(v), 'expected host or host:port').default(''),

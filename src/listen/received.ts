@@ -1,0 +1,33 @@
+// The Received header this server prepends (RFC 5321 §4.4): who connected, from where, over what,
+// and the queue id. Client-supplied text is reduced to safe characters: nothing can break out.
+
+export interface ReceivedFacts {
+  helo: string;
+  clientHostname: string;
+  ip: string;
+  hostname: string;
+  protocol: string;
+  tls: string | null;
+  queueId: string;
+  /** The recipient, named only when there is exactly one (as Postfix does). */
+  recipient: string | null;
+  date: Date;
+}
+
+/** Anything outside a conservative set becomes "?", and the length is capped. */
+export function safeToken(text: string, max = 255): string {
+  return (text.replace(/[^A-Za-z0-9.\-_:[\]@+=]/g, '?').slice(0, max)) || 'unknown';
+}
+
+/** RFC 5322 date-time: "Sun, 22 Nov 2026 21:04:05 +0000". */
+export function rfc5322Date(date: Date): string {
+  return date.toUTCString().replace(/GMT$/, '+0000');
+}
+
+export function receivedHeader(f: ReceivedFacts): string {
+  const from = `from ${safeToken(f.helo)} (${safeToken(f.clientHostname)} [${safeToken(f.ip, 64)}])`;
+  const by = `by ${safeToken(f.hostname)} (ldapmta) with ${f.protocol}`;
+  const tls = f.tls === null ? '' : `\r\n\t(${safeToken(f.tls, 120)})`;
+  const rcpt = f.recipient === null ? '' : `\r\n\tfor <${safeToken(f.recipient, 320)}>`;
+  return `Received: ${from}\r\n\t${by}${tls} id ${safeToken(f.queueId, 64)}${rcpt};\r\n\t${rfc5322Date(f.date)}\r\n`;
+}

@@ -1,0 +1,143 @@
+// The smtp-server hooks: each SMTP command becomes a Policy or Queue call, and each MailError
+// becomes the reply. The only place that answers SMTP on the receiving side; it decides nothing.
+import { PassThrough, type Readable } from 'node:stream';
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import type { Config } from '../config.ts';
+import type { Resolution } from '../directory/types.ts';
+import type { Logger } from '../log.ts';
+import { type Address, asMailError, type ClientInfo, formatAddress, MailError, parseAddress, permanent } from '../mail.ts';
+import type { Policy } from '../policy/index.ts';
+import type { Queue } from '../queue/types.ts';
+import { DataHygiene } from './hygiene.ts';
+import { receivedHeader } from './received.ts';
+
+type Callback = (err?: Error | null) => void;
+
+/** What one mail transaction learnt at RCPT time, for the checks after DATA. */
+interface Transaction {
+  readonly number: number;
+  readonly declaredSize: number | null;
+  readonly resolutions: Map<string, Resolution | null>;
+}
+
+export interface SessionDeps {
+  readonly policy: Policy;
+  readonly queue: Queue;
+  readonly log: Logger;
+}
+
+/** An error smtp-server sends as "<reply> <status> <text>". */
+export function smtpError(err: MailError): Error & { responseCode: number } {
+  return Object.assign(new Error(`${err.status} ${err.message}`), { responseCode: err.reply });
+}
+
+export function createSessionHooks(config: Config, deps: SessionDeps) {
+  const { policy, queue, log } = deps;
+  const transactions = new WeakMap<SMTPServerSession, Transaction>();
+  const perIp = new Map<string, number>();
+
+  function client(session: SMTPServerSession): ClientInfo {
+    return { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', user: typeof session.user === 'string' ? session.user : null, tls: session.secure };
+  }
+
+  function transaction(session: SMTPServerSession): Transaction {
+    let t = transactions.get(session);
+    if (t === undefined || t.number !== session.transaction) {
+      const size = session.envelope.mailFrom && session.envelope.mailFrom.args ? Number(session.envelope.mailFrom.args.SIZE) : NaN;
+      t = { number: session.transaction, declaredSize: Number.isFinite(size) ? size : null, resolutions: new Map() };
+      transactions.set(session, t);
+    }
+    return t;
+  }
+
+  function fail(callback: Callback, err: unknown, session: SMTPServerSession, what: string, extra: Record<string, unknown> = {}): void {
+    const mailError = asMailError(err);
+    const fields = { sessionId: session.id, ip: session.remoteAddress, status: mailError.status, ...extra };
+    if (mailError === err) log.info(fields, `${what} refused: ${mailError.message}`);
+    else log.error({ ...fields, err: (err as Error)?.message }, `${what} failed`);
+    callback(smtpError(mailError));
+  }
+
+  function onConnect(session: SMTPServerSession, callback: Callback): void {
+    const count = (perIp.get(session.remoteAddress) ?? 0) + 1;
+    perIp.set(session.remoteAddress, count);
+    if (count > config.smtp.maxConnectionsPerIp) {
+      log.info({ sessionId: session.id, ip: session.remoteAddress, count }, 'too many connections from one address');
+      callback(smtpError(new MailError('temporary', '4.7.0', 'too many connections from your address', { reply: 421 })));
+      return;
+    }
+    callback();
+  }
+
+  function onClose(session: SMTPServerSession): void {
+    const count = (perIp.get(session.remoteAddress) ?? 1) - 1;
+    if (count <= 0) perIp.delete(session.remoteAddress);
+    else perIp.set(session.remoteAddress, count);
+  }
+
+  function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
+    let sender: Address | null = null;
+    try {
+      if (address.address !== '') sender = parseAddress(address.address);
+    } catch (err) {
+      fail(callback, permanent('5.1.7', 'bad sender address syntax', err, 553), session, 'sender');
+      return;
+    }
+    policy.checkSender(client(session), sender).then(() => callback(), (err: unknown) => fail(callback, err, session, 'sender'));
+  }
+
+  function onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
+    let recipient: Address;
+    try {
+      recipient = parseAddress(address.address);
+    } catch (err) {
+      fail(callback, err, session, 'recipient');
+      return;
+    }
+    const t = transaction(session);
+    policy.checkRecipient(client(session), recipient, t.declaredSize).then((accepted) => {
+      t.resolutions.set(formatAddress(recipient).toLowerCase(), accepted.resolution);
+      callback();
+    }, (err: unknown) => fail(callback, err, session, 'recipient', { recipient: formatAddress(recipient) }));
+  }
+
+  function onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void)): void {
+    const started = Date.now();
+    const t = transaction(session);
+    const mailFrom = session.envelope.mailFrom;
+    const envelope = {
+      sender: mailFrom && mailFrom.address !== '' ? parseAddress(mailFrom.address) : null,
+      recipients: session.envelope.rcptTo.map((r) => parseAddress(r.address)),
+      client: client(session),
+      receivedAt: new Date(),
+    };
+    const limits = [...t.resolutions.values()].map((r) => (r === null || r.kind === 'unknown' || r.kind === 'reject' ? null : r.sizeMax));
+    const refuseAbove = limits.length > 0 && limits.every((l) => l !== null) ? Math.max(...(limits as number[])) : null;
+    const hygiene = new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove });
+    const body = (queueId: string): Readable => {
+      const out = new PassThrough();
+      out.write(receivedHeader({
+        helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
+        hostname: config.hostname, protocol: session.transmissionType,
+        tls: session.tlsOptions ? `${session.tlsOptions.version} ${session.tlsOptions.name}` : null,
+        queueId, recipient: envelope.recipients.length === 1 ? formatAddress(envelope.recipients[0]!) : null, date: envelope.receivedAt,
+      }));
+      stream.pipe(hygiene).pipe(out);
+      hygiene.once('error', (err) => out.destroy(err));
+      return out;
+    };
+    // smtp-server needs the DATA stream read to its end whatever happens to the message.
+    const drained = new Promise<void>((resolve) => stream.once('end', resolve));
+    queue.accept(envelope, body).then((queueId) => {
+      // Durable now (the queue resolved after fsync and rename): only now may we say 250.
+      log.info({ queueId, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender), recipients: envelope.recipients.length, size: stream.byteLength, ms: Date.now() - started }, 'received');
+      callback(null, `2.6.0 Ok: queued as ${queueId}`);
+    }, async (err: unknown) => {
+      stream.resume();
+      await drained;
+      fail(callback, err, session, 'message', { size: stream.byteLength });
+    });
+  }
+
+  return { onConnect, onClose, onMailFrom, onRcptTo, onData };
+}

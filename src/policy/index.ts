@@ -1,0 +1,52 @@
+// Stage 2: accept or refuse, during the SMTP conversation. Fetches what the rules need (the
+// directory's answer, the mailbox's quota state) and asks rules.ts; throws a MailError for "no".
+import type { Config } from '../config.ts';
+import type { Directory, Quota, Resolution } from '../directory/types.ts';
+import type { Logger } from '../log.ts';
+import { type Address, type ClientInfo, formatAddress, temporary } from '../mail.ts';
+import { isLocalDomain, mayRelay, RELAY_DENIED, recipientVerdict, trustedNetworks } from './rules.ts';
+
+export interface RecipientAccepted {
+  /** The directory's answer for a local recipient; null for a relayed one. */
+  readonly resolution: Resolution | null;
+}
+
+export interface Policy {
+  checkSender(client: ClientInfo, sender: Address | null): Promise<void>;
+  /** `size` is the SIZE= of MAIL FROM when the client gave one. */
+  checkRecipient(client: ClientInfo, recipient: Address, size: number | null): Promise<RecipientAccepted>;
+}
+
+/** "over" when the Maildir cannot take `size` more bytes (Maildir++ quota). */
+export type QuotaCheck = (maildir: string, quota: Quota, size: number) => Promise<'ok' | 'over'>;
+
+export function createPolicy(config: Config, deps: { directory: Directory; quotaCheck: QuotaCheck; log: Logger }): Policy {
+  const local = new Set(config.localDomains);
+  const trusted = trustedNetworks(config.relay.trustedNetworks);
+
+  return {
+    async checkSender() {
+      // Sender checks (SPF, sender ownership after AUTH) come with later issues.
+    },
+
+    async checkRecipient(client, recipient, size) {
+      if (!isLocalDomain(recipient.domain, local)) {
+        if (!mayRelay(client.ip, client.user, trusted)) throw RELAY_DENIED();
+        return { resolution: null };
+      }
+      const resolution = await deps.directory.resolveRecipient(recipient);
+      const refusal = recipientVerdict(resolution, size);
+      if (refusal !== null) throw refusal;
+      if (resolution.kind === 'mailbox' && resolution.local && resolution.delivery.local &&
+        (resolution.quota.bytes !== null || resolution.quota.count !== null)) {
+        // Never 5xx for quota at RCPT: the mailbox may be emptied before the sender retries.
+        const state = await deps.quotaCheck(resolution.mailbox, resolution.quota, size ?? 0).catch((err: unknown) => {
+          deps.log.warn({ recipient: formatAddress(recipient), err: (err as Error).message }, 'quota check failed; accepting');
+          return 'ok' as const;
+        });
+        if (state === 'over') throw temporary('4.2.2', 'mailbox full, try again later', undefined, 452);
+      }
+      return { resolution };
+    },
+  };
+}
