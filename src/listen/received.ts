@@ -7,7 +7,8 @@ export interface ReceivedFacts {
   ip: string;
   hostname: string;
   protocol: string;
-  tls: string | null;
+  /** Protocol and cipher of a TLS session, e.g. { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' }. */
+  tls: { version: string; cipher: string } | null;
   queueId: string;
   /** The recipient, named only when there is exactly one (as Postfix does). */
   recipient: string | null;
@@ -27,7 +28,7 @@ export function rfc5322Date(date: Date): string {
 export function receivedHeader(f: ReceivedFacts): string {
   const from = `from ${safeToken(f.helo)} (${safeToken(f.clientHostname)} [${safeToken(f.ip, 64)}])`;
   const by = `by ${safeToken(f.hostname)} (ldapmta) with ${f.protocol}`;
-  const tls = f.tls === null ? '' : `\r\n\t(${safeToken(f.tls, 120)})`;
+  const tls = f.tls === null ? '' : `\r\n\t(using ${safeToken(f.tls.version, 20)} with cipher ${safeToken(f.tls.cipher, 100)})`;
   const rcpt = f.recipient === null ? '' : `\r\n\tfor <${safeToken(f.recipient, 320)}>`;
   return `Received: ${from}\r\n\t${by}${tls} id ${safeToken(f.queueId, 64)}${rcpt};\r\n\t${rfc5322Date(f.date)}\r\n`;
 }

@@ -119,7 +119,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       out.write(receivedHeader({
         helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
         hostname: config.hostname, protocol: session.transmissionType,
-        tls: session.tlsOptions ? `${session.tlsOptions.version} ${session.tlsOptions.name}` : null,
+        tls: session.tlsOptions ? { version: session.tlsOptions.version, cipher: session.tlsOptions.name } : null,
         queueId, recipient: envelope.recipients.length === 1 ? formatAddress(envelope.recipients[0]!) : null, date: envelope.receivedAt,
       }));
       stream.pipe(hygiene).pipe(out);

@@ -50,11 +50,11 @@ test('size: the SMTP limit and every recipient refusing the size', async () => {
 test('the Received header names the queue id and cannot be broken out of', () => {
   const h = receivedHeader({
     helo: 'x) by evil.test (\r\nX-Injected: yes', clientHostname: '[192.0.2.1]', ip: '192.0.2.1', hostname: 'mx1.example.org',
-    protocol: 'ESMTPS', tls: 'TLSv1.3 TLS_AES_256_GCM_SHA384', queueId: '01abc', recipient: 'alice@example.org', date: new Date(Date.UTC(2026, 10, 22, 21, 4, 5)),
+    protocol: 'ESMTPS', tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' }, queueId: '01abc', recipient: 'alice@example.org', date: new Date(Date.UTC(2026, 10, 22, 21, 4, 5)),
   });
   assert.match(h, /^Received: from x\?\?by\?evil\.test/);
   assert.doesNotMatch(h, /X-Injected: yes/);
-  assert.match(h, /id 01abc/);
+  assert.match(h, /\(using TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384\) id 01abc/);
   assert.match(h, /for <alice@example\.org>;/);
   assert.match(h, /Sun, 22 Nov 2026 21:04:05 \+0000\r\n$/);
   assert.equal(h.split('\r\n').filter((l) => l !== '' && !l.startsWith('\t')).length, 1, 'one header field, continuation lines indented');
