@@ -101,6 +101,8 @@ export const configSchema = z.strictObject({
     maxMessageSize: z.number().int().min(1024).default(26_214_400),
     /** Recipients per message; more get 452 4.5.3 (Postfix's smtpd_recipient_limit). */
     maxRecipients: z.number().int().min(1).default(100),
+    /** Longest command line in bytes; longer ones are refused (Postfix's line_length_limit). */
+    maxCommandLength: z.number().int().min(512).default(2048),
     maxConnections: z.number().int().min(1).default(1000),
     maxConnectionsPerIp: z.number().int().min(1).default(50),
     /** Idle time allowed between commands and during DATA (Postfix's smtpd_timeout). */

@@ -47,6 +47,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     size: config.smtp.maxMessageSize,
     maxClients: config.smtp.maxConnections,
     maxRecipients: config.smtp.maxRecipients,
+    maxCommandLength: config.smtp.maxCommandLength,
     socketTimeout: config.smtp.timeoutSeconds * 1000,
     closeTimeout: 5000,
     disabledCommands: ['AUTH', ...(tls === null ? ['STARTTLS'] : [])],
