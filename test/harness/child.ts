@@ -1,6 +1,7 @@
 // The life of one test server child process (slapd, redis-server): spawn, remember how it ended
 // and the tail of its output, stop with SIGTERM then SIGKILL. Never detaches or daemonizes it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
 import type net from 'node:net';
 
 const STOP_TIMEOUT_MS = 10_000;
@@ -94,6 +95,35 @@ export abstract class ChildServer {
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.alive()) this.child?.kill(signal);
+  }
+
+  /**
+   * SIGSTOP, then wait until the kernel reports every thread stopped: kill() returns before the
+   * signal has taken effect, and a thread already running on another CPU may still answer a
+   * request sent right after it.
+   */
+  async pause(): Promise<void> {
+    this.kill('SIGSTOP');
+    const deadline = Date.now() + 5000;
+    while (!(await this.allThreadsStopped())) {
+      if (Date.now() > deadline) throw new Error(`pid ${this.lastPid} did not stop within 5 s after SIGSTOP`);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
+  resume(): void {
+    this.kill('SIGCONT');
+  }
+
+  private async allThreadsStopped(): Promise<boolean> {
+    const tasks = await readdir(`/proc/${this.lastPid}/task`);
+    for (const task of tasks) {
+      const stat = await readFile(`/proc/${this.lastPid}/task/${task}/stat`, 'utf8').catch(() => '');
+      // The state is the field after the parenthesised command name: T (stopped) or t (traced).
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      if (state !== 'T' && state !== 't') return false;
+    }
+    return true;
   }
 
   /** Synchronous last resort used by the exit hook. */

@@ -46,6 +46,10 @@ export interface Slapd {
   stop(): Promise<void>;
   /** Send a signal without waiting (default SIGKILL, i.e. a crash). start() may follow. */
   kill(signal?: NodeJS.Signals): void;
+  /** SIGSTOP, returning once every thread is stopped (a hung server). */
+  pause(): Promise<void>;
+  /** SIGCONT after pause(). */
+  resume(): void;
   /** Start again on the same port with the same data; no-op when already running. */
   start(): Promise<void>;
   /** Runs `ldapadd` as the rootDN. `ldif` is LDIF text, or a file path when it has no newline. */

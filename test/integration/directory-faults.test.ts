@@ -125,7 +125,7 @@ describe('directory faults (real slapd)', () => {
     const { log } = memoryLog();
     await withDirectory(config([first.url]), log, async (directory) => {
       await expectMailbox(directory, 'alice@example.org');
-      first.kill('SIGSTOP');
+      await first.pause();
       let continued = false;
       try {
         const started = Date.now();
@@ -134,13 +134,13 @@ describe('directory faults (real slapd)', () => {
         // A bound proving the lookup does not hang; not a performance assertion.
         assert.ok(elapsed < 5000, `lookup against a hung server took ${elapsed} ms`);
 
-        first.kill('SIGCONT');
+        first.resume();
         continued = true;
         // The directory may have marked the server down; it is the only URL, so it is tried anyway.
         await expectMailbox(directory, 'alice@example.org');
         await expectMailbox(directory, 'bob@example.org');
       } finally {
-        if (!continued) first.kill('SIGCONT');
+        if (!continued) first.resume();
       }
     });
   });
