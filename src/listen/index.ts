@@ -53,6 +53,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     disabledCommands: ['AUTH', ...(tls === null ? ['STARTTLS'] : [])],
     authOptional: true,
     hideSTARTTLS: tls === null,
+    hideENHANCEDSTATUSCODES: false,
     hideDSN: true,
     hideREQUIRETLS: true,
     disableReverseLookup: true,
