@@ -114,8 +114,25 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     const limits = [...t.resolutions.values()].map((r) => (r === null || r.kind === 'unknown' || r.kind === 'reject' ? null : r.sizeMax));
     const refuseAbove = limits.length > 0 && limits.every((l) => l !== null) ? Math.max(...(limits as number[])) : null;
     const hygiene = new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove });
+    // smtp-server destroys the DATA stream without an error when the client goes away mid-DATA;
+    // the queue must still hear of it, or its accept would wait for an end that never comes.
+    let out: PassThrough | null = null;
+    let failure: Error | null = null;
+    const abort = (err: Error): void => {
+      failure ??= err;
+      out?.destroy(failure);
+    };
+    hygiene.once('error', abort);
+    stream.once('error', abort);
+    stream.once('close', () => {
+      if (!stream.readableEnded) abort(new MailError('temporary', '4.4.2', 'connection lost during DATA'));
+    });
     const body = (queueId: string): Readable => {
-      const out = new PassThrough();
+      out = new PassThrough();
+      if (failure !== null) {
+        out.destroy(failure);
+        return out;
+      }
       out.write(receivedHeader({
         helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
         hostname: config.hostname, protocol: session.transmissionType,
@@ -123,11 +140,13 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
         queueId, recipient: envelope.recipients.length === 1 ? formatAddress(envelope.recipients[0]!) : null, date: envelope.receivedAt,
       }));
       stream.pipe(hygiene).pipe(out);
-      hygiene.once('error', (err) => out.destroy(err));
       return out;
     };
     // smtp-server needs the DATA stream read to its end whatever happens to the message.
-    const drained = new Promise<void>((resolve) => stream.once('end', resolve));
+    const drained = new Promise<void>((resolve) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+    });
     queue.accept(envelope, body).then((queueId) => {
       // Durable now (the queue resolved after fsync and rename): only now may we say 250.
       log.info({ queueId, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender), recipients: envelope.recipients.length, size: stream.byteLength, ms: Date.now() - started }, 'received');

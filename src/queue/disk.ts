@@ -33,7 +33,15 @@ async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {
  * Never holds more than one stream buffer of the body in memory.
  */
 export async function writeBodyFile(body: Readable, path: string): Promise<number> {
-  const fh = await open(path, 'wx', 0o600).catch((err: unknown) => { throw diskError(err); });
+  // The body may fail while the file is being opened; pipeline() still sees that failure (it
+  // checks body.errored), but only this listener keeps it from being an uncaught 'error'.
+  const early = (): void => undefined;
+  body.on('error', early);
+  const fh = await open(path, 'wx', 0o600).catch((err: unknown) => {
+    body.destroy();
+    body.off('error', early);
+    throw diskError(err);
+  });
   let bytes = 0;
   let diskFailure: unknown = null;
   const sink = new Writable({
@@ -52,6 +60,7 @@ export async function writeBodyFile(body: Readable, path: string): Promise<numbe
     }
     await fh.sync().catch((err: unknown) => { throw diskError(err); });
   } finally {
+    body.off('error', early);
     await fh.close().catch(() => undefined);
   }
   return bytes;
