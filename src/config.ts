@@ -109,6 +109,8 @@ export const configSchema = z.strictObject({
     timeoutSeconds: z.number().int().min(1).default(300),
     /** Messages with more Received headers are refused with 554 5.4.6 (a mail loop). */
     maxReceivedHeaders: z.number().int().min(1).default(100),
+    /** Pause before the 220 greeting, in ms (sendmail's greet_pause); 0 greets at once as Postfix's smtpd does. */
+    greetingDelayMs: z.number().int().min(0).max(60_000).default(0),
     /** PEM files; when both are set STARTTLS is offered. */
     tls: z.strictObject({ cert: z.string().default(''), key: z.string().default('') }).prefault({}),
   }).prefault({}),

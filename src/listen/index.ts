@@ -1,36 +1,18 @@
 // Stage 1: the SMTP listener (smtp-server): ESMTP with PIPELINING, 8BITMIME, SMTPUTF8, SIZE,
 // ENHANCEDSTATUSCODES and STARTTLS when a certificate is configured; limits; the reply shim.
-// Turns no decision into a reply itself: session.ts does, from the MailErrors of the stages.
+// Turns no decision into a reply itself: session.ts does, from the MailErrors of the stages;
+// shim.ts holds what we change in smtp-server's connections.
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { type Config, parseHostPort } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { createSessionHooks, type SessionDeps } from './session.ts';
+import { shimConnections } from './shim.ts';
 
 export interface Server {
   readonly port: number;
   close(): Promise<void>;
-}
-
-/** An RFC 3463 status at the start of a reply text: "5.2.1 mailbox disabled". */
-const OWN_STATUS = /^[245]\.\d{1,3}\.\d{1,3} /;
-
-/**
- * smtp-server guesses the enhanced status of an error reply from its basic code alone (550 is
- * always 5.1.1). Our replies carry their own status at the front of the text; for those the
- * library must add none. This wraps each connection's send() as it is created, and nothing else.
- */
-function keepOwnStatusCodes(server: SMTPServer): void {
-  type Send = (code: number, data: unknown, context?: unknown) => void;
-  const connections = (server as unknown as { connections: Set<{ send: Send }> }).connections;
-  if (!(connections instanceof Set)) throw new Error('smtp-server: unexpected internals (connections)');
-  const add = connections.add.bind(connections);
-  connections.add = (connection) => {
-    const send = connection.send.bind(connection);
-    connection.send = (code, data, context) => send(code, data, typeof data === 'string' && OWN_STATUS.test(data) ? false : context);
-    return add(connection);
-  };
 }
 
 export async function startSmtp(config: Config, address: string, deps: SessionDeps & { log: Logger }): Promise<Server> {
@@ -61,7 +43,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     ...(tls ?? {}),
     ...hooks,
   });
-  keepOwnStatusCodes(server);
+  shimConnections(server, { greetingDelayMs: config.smtp.greetingDelayMs });
   server.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp server error'));
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);

@@ -213,3 +213,32 @@ describe('timeouts and lost clients', () => {
     assertReply(reply, 421, '4.4.2', 'idle after EHLO');
   });
 });
+
+describe('greeting', () => {
+  test('default (no pause): a client that sends EHLO before the greeting gets 220 then 250', async () => {
+    const t = await Transcript.open(normal.smtpPort);
+    t.write('EHLO eager.client.test\r\n');
+    const greeting = await t.reply();
+    const ehlo = await t.reply();
+    t.close();
+    assert.equal(greeting.code, 220, greeting.raw);
+    assert.equal(ehlo.code, 250, ehlo.raw);
+  });
+
+  test('smtp.greetingDelayMs: a client that talks before the greeting gets 421 and is dropped', async () => {
+    const patient = await startServer(slapd, { smtp: { greetingDelayMs: 400 } });
+    try {
+      const early = await Transcript.open(patient.smtpPort);
+      early.write('EHLO eager.client.test\r\n');
+      const reply = await early.reply(5000);
+      early.close();
+      assert.equal(reply.code, 421, reply.raw);
+      assert.match(reply.text, /too soon/i);
+      const polite = await Transcript.open(patient.smtpPort);
+      assert.equal((await polite.hello()).code, 250);
+      polite.close();
+    } finally {
+      await patient.stop();
+    }
+  });
+});
