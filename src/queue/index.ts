@@ -1,7 +1,7 @@
 // The disk queue: durable group-committed accept, leases, settle, bounce, removal; owns the in-memory index.
 // Must never resolve an accept before its todo/ rename and both dir fsyncs, nor delete before a bounce is queued.
 import { createReadStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
@@ -80,9 +80,8 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     const now = clock();
     const id = newMessageId(now);
     const mlog = log.child({ queueId: id });
-    const tmpBody = join(dirs.tmp, id);
     const tmpTodo = join(dirs.tmp, `${id}.json`);
-    let stage: 'body' | 'mess' | 'todo' = 'body';
+    let stage: 'mess' | 'todo' = 'mess';
     try {
       let body: Readable;
       try {
@@ -90,9 +89,9 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       } catch (err) {
         throw new BodyStreamError(err);
       }
-      const size = await writeBodyFile(body, tmpBody);
-      await rename(tmpBody, messPath(id));
-      stage = 'mess';
+      // Straight into mess/ as qmail-queue does: until todo/ names it, a crash leaves an orphan
+      // that start-up deletes, and nobody was told 250.
+      const size = await writeBodyFile(body, messPath(id));
       const todo = newTodo(id, envelope, size, now);
       // mess/<id> is made durable before todo/ may name it, so a todo never exists without its
       // message, even after a power loss; the envelope is written and fsynced meanwhile.
@@ -109,10 +108,9 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       return id;
     } catch (err) {
       // Not acknowledged, so nothing may stay queued: undo in the reverse order of the commit.
-      if (stage === 'todo') await rm(todoPath(id), { force: true }).catch(() => undefined);
-      if (stage !== 'body') await rm(messPath(id), { force: true }).catch(() => undefined);
-      await rm(tmpBody, { force: true }).catch(() => undefined);
-      await rm(tmpTodo, { force: true }).catch(() => undefined);
+      if (stage === 'todo') await removeFile(todoPath(id)).catch(() => undefined);
+      await removeFile(messPath(id)).catch(() => undefined);
+      await removeFile(tmpTodo).catch(() => undefined);
       if (err instanceof BodyStreamError) {
         mlog.info({ err: err.error }, 'body stream failed; nothing queued');
         throw err.error; // the SMTP layer's own reason (bare LF, size, disconnect), unchanged
@@ -177,9 +175,9 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     }
     // A crash from here on repeats the bounce at the next start (todo/ still says "failed"): a
     // duplicate bounce is possible, a lost one is not.
-    await rm(todoPath(todo.id), { force: true });
+    await removeFile(todoPath(todo.id));
     await todoSync.sync();
-    await rm(messPath(todo.id), { force: true });
+    await removeFile(messPath(todo.id));
     index.delete(todo.id);
     mlog.info({ delivered: todo.recipients.length - failed.length, failed: failed.length }, 'removed from queue');
   }
@@ -203,13 +201,18 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     const { todo, ignored, expired } = applyOutcomes(entry.todo, outcomes, now, config.lifetimeSeconds);
     if (ignored.length > 0) mlog.warn({ to: ignored.map(formatAddress) }, 'outcome for a recipient that is not pending; ignored');
     if (expired.length > 0) mlog.warn({ to: expired.map(formatAddress) }, 'delivery time expired');
-    try {
-      await persist(todo);
-    } catch (err) {
-      entry.leased = false;
-      entry.holdUntil = now + HOLD_AFTER_ERROR_MS;
-      mlog.error({ err }, 'could not record delivery state; the attempt will be repeated');
-      throw diskError(err);
+    // Nothing pending: finish at once. Removing todo/ records the end as durably as rewriting it
+    // would, and a crash before that only repeats deliveries (at least once, never lost).
+    const done = pendingOf(todo).length === 0;
+    if (!done) {
+      try {
+        await persist(todo);
+      } catch (err) {
+        entry.leased = false;
+        entry.holdUntil = now + HOLD_AFTER_ERROR_MS;
+        mlog.error({ err }, 'could not record delivery state; the attempt will be repeated');
+        throw diskError(err);
+      }
     }
     entry.todo = todo;
     entry.leased = false;
@@ -219,12 +222,14 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       if (r.state === 'pending') mlog.info({ ...fields, nextAttempt: new Date(r.nextAttempt).toISOString() }, 'deferred');
       else mlog.info(fields, r.state);
     }
-    if (pendingOf(todo).length === 0) {
+    if (done) {
       entry.finishing = true;
-      await finish(entry).catch((err: unknown) => {
+      await finish(entry).catch(async (err: unknown) => {
         entry.finishing = false;
         entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
         mlog.error({ err }, 'could not finish message; will retry');
+        // Keep the outcomes on disk too, so a restart does not deliver again.
+        await persist(todo).catch(() => undefined);
       });
     }
   }
@@ -283,4 +288,11 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
   }
   for (const entry of index.values()) if (pendingOf(entry.todo).length === 0) void startFinish(entry);
   return queue;
+}
+
+/** unlink that treats a missing file as done. */
+async function removeFile(file: string): Promise<void> {
+  await unlink(file).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  });
 }
