@@ -1,6 +1,7 @@
 // Stage 5: the delivery loop. Takes due messages from the queue, asks the directory about each
 // pending recipient, follows the route's plan with the Maildir agent (or re-queues forwards),
 // and reports outcomes to the queue. Agents report; the queue decides about retries and bounces.
+import { dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Config } from '../config.ts';
 import type { Directory } from '../directory/types.ts';
@@ -20,6 +21,8 @@ export interface DeliveryDeps {
   queue: Queue;
   directory: Directory;
   deliverToMaildir: DeliverToMaildir;
+  /** Removes old debris from a Maildir's tmp/; run once per Maildir after the first delivery there. */
+  sweepTmp?: (maildir: string) => Promise<number>;
   log: Logger;
 }
 
@@ -31,6 +34,8 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
   const local = new Set(config.localDomains);
   const limit = config.delivery.concurrencyLocal;
   const inFlight = new Set<Promise<void>>();
+  /** Maildirs whose tmp/ was swept since start (cleared when large; a second sweep is harmless). */
+  const swept = new Set<string>();
   let stopped = false;
   let scanning = false;
   let again = false;
@@ -101,10 +106,11 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         if (deliveredTo.has(rcpt)) throw permanent('5.4.6', `mail loop: already delivered to ${rcpt}`);
         if (plan.sizeMax !== null && message.size > plan.sizeMax) throw permanent('5.2.3', 'message too large for recipient');
         const sender = message.envelope.sender === null ? '' : formatAddress(message.envelope.sender);
-        await deps.deliverToMaildir({
+        const { file } = await deps.deliverToMaildir({
           maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
           header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`,
         }, deps.queue.open(message.id));
+        sweepOnce(dirname(dirname(file)));
         return;
       }
       case 'forward': {
@@ -128,6 +134,15 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         return;
       }
     }
+  }
+
+  function sweepOnce(maildir: string): void {
+    if (deps.sweepTmp === undefined || swept.has(maildir)) return;
+    if (swept.size >= 100_000) swept.clear();
+    swept.add(maildir);
+    deps.sweepTmp(maildir).then((removed) => {
+      if (removed > 0) log.info({ maildir, removed }, 'removed interrupted deliveries older than 36 hours from tmp/');
+    }, (err: unknown) => log.warn({ maildir, err: (err as Error).message }, 'could not sweep tmp/'));
   }
 
   const wake = () => {

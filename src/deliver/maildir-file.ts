@@ -1,7 +1,7 @@
 // One message file in a checked Maildir: unique name, CRLF→LF while streaming, tmp/ → fsync → new/.
 // Must never overwrite a file, follow a symlink for the file, buffer a whole message, or leave tmp/ debris.
 import { constants } from 'node:fs';
-import { link, open, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { MailError, temporary } from '../mail.ts';
@@ -120,4 +120,23 @@ async function syncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** The Maildir convention: a file left in tmp/ for 36 hours is debris of an interrupted delivery. */
+export const TMP_DEBRIS_AGE_MS = 36 * 3600 * 1000;
+
+/**
+ * Deletes regular files in `<maildir>/tmp/` last modified before `now - TMP_DEBRIS_AGE_MS` (what a
+ * crash mid-delivery leaves); returns how many. Younger files may still be being written.
+ */
+export async function sweepTmp(maildir: string, now = Date.now()): Promise<number> {
+  const dir = path.join(maildir, 'tmp');
+  let removed = 0;
+  for (const name of await readdir(dir)) {
+    const file = path.join(dir, name);
+    const info = await lstat(file).catch(() => null);
+    if (info === null || !info.isFile() || info.mtimeMs > now - TMP_DEBRIS_AGE_MS) continue;
+    await unlink(file).then(() => removed++, () => undefined);
+  }
+  return removed;
 }

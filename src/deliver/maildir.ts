@@ -3,6 +3,7 @@
 import type { DeliverToMaildir } from './types.ts';
 import { prepareMaildir } from './maildir-path.ts';
 import { ioFailure, writeMessage } from './maildir-file.ts';
+export { sweepTmp } from './maildir-file.ts';
 import { hasQuota, quotaVerdict, recordDelivery } from './quota.ts';
 import { temporary } from '../mail.ts';
 

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { deliverToMaildir } from '../../src/deliver/maildir.ts';
+import { deliverToMaildir, sweepTmp } from '../../src/deliver/maildir.ts';
 import type { MaildirDelivery } from '../../src/deliver/types.ts';
 import { MailError } from '../../src/mail.ts';
 
@@ -143,5 +143,28 @@ describe('path safety', () => {
   test('a missing mail base is temporary (an operator error, the message stays queued)', async () => {
     const gone = path.join(scratch, 'no-base');
     await rejects(deliverToMaildir({ ...delivery(path.join(gone, 'a') + '/'), base: gone }, body('x\r\n')), 'temporary', '4.3.0');
+  });
+});
+
+describe('tmp/ debris', () => {
+  test('sweepTmp removes files older than 36 hours and keeps younger ones, directories and symlinks', async () => {
+    const maildir = path.join(base, 'example.org', 'sweep') + '/';
+    await deliverToMaildir(delivery(maildir), body('Subject: x\r\n\r\nx\r\n'));
+    const tmp = path.join(maildir, 'tmp');
+    const old = new Date(Date.now() - 37 * 3600 * 1000);
+    const nearly = new Date(Date.now() - 35 * 3600 * 1000);
+    await fs.writeFile(path.join(tmp, 'old'), 'half a message');
+    await fs.utimes(path.join(tmp, 'old'), old, old);
+    await fs.writeFile(path.join(tmp, 'young'), 'being written');
+    await fs.utimes(path.join(tmp, 'young'), nearly, nearly);
+    await fs.mkdir(path.join(tmp, 'olddir'));
+    await fs.utimes(path.join(tmp, 'olddir'), old, old);
+    await fs.writeFile(path.join(outside, 'target'), 'not ours');
+    await fs.utimes(path.join(outside, 'target'), old, old);
+    await fs.symlink(path.join(outside, 'target'), path.join(tmp, 'link'));
+    assert.equal(await sweepTmp(maildir), 1);
+    assert.deepEqual((await list(tmp)).sort(), ['link', 'olddir', 'young']);
+    assert.equal(await fs.readFile(path.join(outside, 'target'), 'utf8'), 'not ours');
+    assert.equal((await list(path.join(maildir, 'new'))).length, 1);
   });
 });

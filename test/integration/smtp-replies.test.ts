@@ -2,6 +2,8 @@
 // right Maildir with the right headers, every RCPT-time reply for the sample directory, mixed
 // outcomes in one transaction and the null sender. Real sockets, real slapd, in-process server.
 import assert from 'node:assert/strict';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import nodemailer from 'nodemailer';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
@@ -192,5 +194,32 @@ describe('mixed outcomes in one transaction', () => {
     // judy lives on mx2: not delivered here, kept in the queue (cluster delivery comes later).
     await waitFor('judy deferred in the queue', async () => (await queuedRecipients(server.config.spool)).includes('judy@example.org'));
     assert.equal((await newNames(server.maildir('judy'))).length, 0);
+  });
+});
+
+describe('Maildir tmp/ debris', () => {
+  test('the first delivery to a Maildir after start removes tmp/ files older than 36 hours', async () => {
+    const fresh = await startServer(slapd);
+    try {
+      const tmp = join(fresh.maildir('bob'), 'tmp');
+      await mkdir(tmp, { recursive: true, mode: 0o700 });
+      await mkdir(join(fresh.maildir('bob'), 'new'), { mode: 0o700 });
+      await mkdir(join(fresh.maildir('bob'), 'cur'), { mode: 0o700 });
+      const old = new Date(Date.now() - 40 * 3600 * 1000);
+      await writeFile(join(tmp, 'interrupted'), 'Subject: half\n');
+      await utimes(join(tmp, 'interrupted'), old, old);
+      await writeFile(join(tmp, 'recent'), 'Subject: being written\n');
+      const subject = marker('sweep');
+      const t = await Transcript.open(fresh.smtpPort);
+      await t.hello();
+      const result = await transaction(t, 'sender@outside.test', ['bob@example.org'], simpleMessage(subject));
+      t.close();
+      assertReply(result.end!, 250, '2.6.0', 'end of data');
+      await waitForMessages(fresh.maildir('bob'), subject);
+      await waitFor('tmp/interrupted to be removed', async () => !(await readdir(tmp)).includes('interrupted'));
+      assert.deepEqual(await readdir(tmp), ['recent']);
+    } finally {
+      await fresh.stop();
+    }
   });
 });
