@@ -9,7 +9,7 @@
 // stop it with ../shared/peers/stop.sh), unless STOP_PEER=1.
 // Knobs (environment): BENCH_DIR (/tmp/ldapmta-bench), BENCH_PORT (2525), M/C/SIZE (passed to the
 // peers' bench.sh: 5000/20/4096), LAT_SESSIONS (20), LAT_TXNS (2000), IDLE_SESSIONS (200),
-// BUSY_M (4000), SKIP_PEER_START=1, STOP_PEER=1, KEEP_MAIL=1, LOG_LEVEL (info), NODE_FLAGS (extra flags for
+// BUSY_M (4000), QUICK=1 (ldapmta alone: deliver and unknown, for development), SKIP_PEER_START=1, STOP_PEER=1, KEEP_MAIL=1, LOG_LEVEL (info), NODE_FLAGS (extra flags for
 // the ldapmta process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -322,6 +322,15 @@ async function main(): Promise<void> {
     const ours = { ROOTS: roots, MAILDIR_GLOB: `${MAIL}/*`, LDAP_URI: slapd.url, RESULTS, PEERS_USERS: String(USERS) };
     const peerEnv = { ROOTS: undefined, MAILDIR_GLOB: undefined, LDAP_URI: undefined, E2E: undefined, RESULTS, PEERS_USERS: String(USERS) };
 
+    if (process.env.QUICK === '1') {
+      // A development aid: ldapmta alone, deliver and unknown, no peer, no comparison.
+      progress('QUICK=1: deliver twice (the first warms the cache and creates the Maildirs), then unknown, ldapmta only');
+      await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...ours, TAG: `${TAG}-warmup` });
+      await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver', 'unknown'], { ...ours, TAG });
+      summary.results = readResults(TAG);
+      summary.log = logProblems(ldapmta.logFile);
+      return;
+    }
     progress('warm-up: deliver to the peer, then to ldapmta (TAG=warmup)');
     await run(join(PEERS, 'bench.sh'), ['postfix-dovecot', String(PEER_MX), 'deliver'], { ...peerEnv, TAG: 'warmup' });
     await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...ours, TAG: `${TAG}-warmup` });
