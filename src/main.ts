@@ -4,8 +4,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from './config.ts';
 import { startDelivery, type Runner } from './deliver/index.ts';
-import { deliverToMaildir, sweepTmp } from './deliver/maildir.ts';
-import { checkQuota } from './deliver/quota.ts';
+import { deliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startSmtp, type Server } from './listen/index.ts';
 import type { Logger } from './log.ts';
@@ -32,7 +31,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   }
   const directory = await createDirectory(settled, deps);
   const queue = await createQueue({ dir: settled.spool, lifetimeSeconds: settled.queue.lifetimeSeconds, hostname: settled.hostname }, { log: log.child({ component: 'queue' }) });
-  const policy = createPolicy(settled, { directory, quotaCheck: checkQuota, log });
+  const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes), log });
   const servers: Record<string, Server> = {};
   const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir, sweepTmp, log });
   try {

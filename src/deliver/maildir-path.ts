@@ -87,3 +87,18 @@ async function lstatOrNull(file: string): Promise<Stats | null> {
     throw err;
   }
 }
+
+/**
+ * For checks that only read (the RCPT-time quota): true when `maildir` exists and its real path
+ * is not below the base's (a symlink leading out). A missing Maildir is not outside: delivery
+ * creates it with prepareMaildir, which checks every component.
+ */
+export async function leadsOutsideBase(maildir: string, base: string): Promise<boolean> {
+  if (maildirPathProblem(maildir, base) !== null) return true;
+  const real = await realpath(maildir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  if (real === null) return false;
+  return !isWithin(await realpath(base), real);
+}

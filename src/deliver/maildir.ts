@@ -1,11 +1,12 @@
 // The local delivery agent (DeliverToMaildir): path safety, then Maildir++ quota, then one file in new/.
 // Must never write outside delivery.base, nor bounce on its own: over quota is temporary 4.2.2 for the queue to judge.
 import type { DeliverToMaildir } from './types.ts';
-import { prepareMaildir } from './maildir-path.ts';
+import { leadsOutsideBase, prepareMaildir } from './maildir-path.ts';
 import { ioFailure, writeMessage } from './maildir-file.ts';
 export { sweepTmp } from './maildir-file.ts';
-import { hasQuota, quotaVerdict, recordDelivery } from './quota.ts';
-import { temporary } from '../mail.ts';
+import { checkQuota, hasQuota, quotaVerdict, recordDelivery } from './quota.ts';
+import { permanent, temporary } from '../mail.ts';
+import type { Quota } from '../directory/types.ts';
 
 /**
  * The header may end its lines in CRLF or LF: header and body alike are stored with LF.
@@ -32,3 +33,14 @@ export const deliverToMaildir: DeliverToMaildir = async (delivery, body) => {
 };
 
 function ignore(): void {}
+
+/**
+ * The RCPT-time quota check for Maildirs below `base`: reads maildirsize (never writes), and
+ * refuses with 5.3.5 a Maildir whose real path leads outside the base, as delivery would.
+ */
+export function quotaCheckBelow(base: string): (maildir: string, quota: Quota, size: number) => Promise<'ok' | 'over'> {
+  return async (maildir, quota, size) => {
+    if (await leadsOutsideBase(maildir, base)) throw permanent('5.3.5', 'illegal mailbox: mailbox path leads outside the mail base');
+    return checkQuota(maildir, quota, size);
+  };
+}

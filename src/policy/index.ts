@@ -3,7 +3,7 @@
 import type { Config } from '../config.ts';
 import type { Directory, Quota, Resolution } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
-import { type Address, type ClientInfo, formatAddress, temporary } from '../mail.ts';
+import { type Address, type ClientInfo, formatAddress, MailError, temporary } from '../mail.ts';
 import { isLocalDomain, mayRelay, RELAY_DENIED, recipientVerdict, trustedNetworks } from './rules.ts';
 
 export interface RecipientAccepted {
@@ -41,6 +41,10 @@ export function createPolicy(config: Config, deps: { directory: Directory; quota
         (resolution.quota.bytes !== null || resolution.quota.count !== null)) {
         // Never 5xx for quota at RCPT: the mailbox may be emptied before the sender retries.
         const state = await deps.quotaCheck(resolution.mailbox, resolution.quota, size ?? 0).catch((err: unknown) => {
+          if (err instanceof MailError && err.kind === 'permanent') {
+            deps.log.warn({ recipient: formatAddress(recipient), mailbox: resolution.mailbox, status: err.status }, err.message);
+            throw err; // the mailbox itself is unusable (a path leading outside the base)
+          }
           deps.log.warn({ recipient: formatAddress(recipient), err: (err as Error).message }, 'quota check failed; accepting');
           return 'ok' as const;
         });
