@@ -19,7 +19,21 @@ export async function headerValues(message: Readable, names: readonly string[]):
     if (text.length > MAX_HEADER_BYTES) break;
   }
   message.destroy();
-  for (const field of text.replace(/\r?\n[ \t]/g, ' ').split(/\r?\n/)) {
+  return fieldValues(text, wanted, found);
+}
+
+/** The same for a message already in memory. Pure. */
+export function headerValuesOf(message: Buffer, names: readonly string[]): Map<string, string[]> {
+  const wanted = new Set(names.map((n) => n.toLowerCase()));
+  const found = new Map<string, string[]>(names.map((n) => [n.toLowerCase(), []]));
+  let text = message.subarray(0, MAX_HEADER_BYTES).toString('latin1');
+  const end = text.search(/\r?\n\r?\n/);
+  if (end >= 0) text = text.slice(0, end);
+  return fieldValues(text, wanted, found);
+}
+
+function fieldValues(header: string, wanted: ReadonlySet<string>, found: Map<string, string[]>): Map<string, string[]> {
+  for (const field of header.replace(/\r?\n[ \t]/g, ' ').split(/\r?\n/)) {
     const colon = field.indexOf(':');
     if (colon <= 0) continue;
     const name = field.slice(0, colon).trim().toLowerCase();

@@ -2,14 +2,14 @@
 // pending recipient, follows the route's plan with the Maildir agent (or re-queues forwards),
 // and reports outcomes to the queue. Agents report; the queue decides about retries and bounces.
 import { dirname } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { Config } from '../config.ts';
 import type { Directory } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
 import { type Address, asMailError, formatAddress, type Outcome, parseAddress, permanent, temporary } from '../mail.ts';
 import type { Queue, QueuedMessage } from '../queue/types.ts';
 import { planDelivery, type Plan } from '../route/plan.ts';
-import { headerValues } from './headers.ts';
+import { headerValues, headerValuesOf } from './headers.ts';
 import type { DeliverToMaildir } from './types.ts';
 
 export interface Runner {
@@ -25,6 +25,9 @@ export interface DeliveryDeps {
   sweepTmp?: (maildir: string) => Promise<number>;
   log: Logger;
 }
+
+/** Messages up to this size are read into memory once per attempt instead of opened per recipient. */
+const READ_WHOLE_BYTES = 256 * 1024;
 
 /** How often the queue is asked for retries that came due, besides the wake-up on every accept. */
 const POLL_MS = 1000;
@@ -68,21 +71,24 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
   }
 
   async function deliverMessage(message: QueuedMessage): Promise<void> {
-    const fields = await headerValues(deps.queue.open(message.id), ['delivered-to']);
+    // A small message is read once, for the loop check and every recipient; a large one is streamed.
+    const whole = message.size <= READ_WHOLE_BYTES ? Buffer.concat(await deps.queue.open(message.id).toArray() as Buffer[]) : null;
+    const fields = whole !== null ? headerValuesOf(whole, ['delivered-to']) : await headerValues(deps.queue.open(message.id), ['delivered-to']);
     const deliveredTo = new Set(fields.get('delivered-to')!.map((v) => v.toLowerCase()));
+    const body = (): Readable => (whole !== null ? Readable.from([whole]) : deps.queue.open(message.id));
     const outcomes: Outcome[] = [];
     for (const recipient of message.pending) {
-      outcomes.push(await deliverOne(message, recipient, deliveredTo));
+      outcomes.push(await deliverOne(message, recipient, deliveredTo, body));
     }
     await deps.queue.settle(message.id, outcomes);
   }
 
-  async function deliverOne(message: QueuedMessage, recipient: Address, deliveredTo: ReadonlySet<string>): Promise<Outcome> {
+  async function deliverOne(message: QueuedMessage, recipient: Address, deliveredTo: ReadonlySet<string>, body: () => Readable): Promise<Outcome> {
     const rcpt = formatAddress(recipient);
     try {
       if (!local.has(recipient.domain)) throw temporary('4.4.0', 'remote delivery is not available yet');
       const plans = planDelivery(await deps.directory.resolveRecipient(recipient));
-      for (const plan of plans) await follow(plan, message, recipient, deliveredTo);
+      for (const plan of plans) await follow(plan, message, recipient, deliveredTo, body);
       log.info({ queueId: message.id, recipient: rcpt, plans: plans.map((p) => p.to) }, 'delivered');
       return { recipient, ok: true };
     } catch (err) {
@@ -92,7 +98,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
     }
   }
 
-  async function follow(plan: Plan, message: QueuedMessage, recipient: Address, deliveredTo: ReadonlySet<string>): Promise<void> {
+  async function follow(plan: Plan, message: QueuedMessage, recipient: Address, deliveredTo: ReadonlySet<string>, body: () => Readable): Promise<void> {
     const rcpt = formatAddress(recipient).toLowerCase();
     switch (plan.to) {
       case 'fail':
@@ -109,7 +115,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         const { file } = await deps.deliverToMaildir({
           maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
           header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`,
-        }, deps.queue.open(message.id));
+        }, body());
         sweepOnce(dirname(dirname(file)));
         return;
       }
@@ -128,7 +134,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         // qmail-local style: a new message, original envelope sender, our Delivered-To on top.
         const id = await deps.queue.accept(
           { sender: message.envelope.sender, recipients: targets, client: message.envelope.client, receivedAt: new Date() },
-          prepend(`Delivered-To: ${rcpt}\r\n`, deps.queue.open(message.id)),
+          prepend(`Delivered-To: ${rcpt}\r\n`, body()),
         );
         log.info({ queueId: message.id, recipient: rcpt, forwardQueueId: id, targets: targets.length }, 'forwarded');
         return;

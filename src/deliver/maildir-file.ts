@@ -1,7 +1,7 @@
 // One message file in a checked Maildir: unique name, CRLF→LF while streaming, tmp/ → fsync → new/.
-// Must never overwrite a file, follow a symlink for the file, buffer a whole message, or leave tmp/ debris.
+// Must never overwrite a file (names are unique), follow a symlink for the file, buffer a whole message, or leave tmp/ debris.
 import { constants } from 'node:fs';
-import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { MailError, temporary } from '../mail.ts';
@@ -10,6 +10,8 @@ const CR = 0x0d;
 const LF = 0x0a;
 const CR_ONLY = Buffer.from([CR]);
 let sequence = 0;
+/** Read once: os.hostname() is a uname() system call. */
+const hostname = os.hostname();
 
 /** The Maildir convention's host part: `/` → `\057`, `:` → `\072`. Pure. */
 export function escapeHostname(host: string): string {
@@ -58,8 +60,8 @@ export function ioFailure(err: unknown): MailError {
 }
 
 /**
- * Writes `header` then `body` (LF line endings) to tmp/, fsyncs it, links it into new/ as
- * `<unique>,S=<bytes>`, removes the tmp name and fsyncs new/. On failure nothing stays behind.
+ * Writes `header` then `body` (LF line endings) to tmp/, fsyncs it, renames it into new/ as
+ * `<unique>,S=<bytes>` and fsyncs new/. On failure nothing stays behind.
  */
 export async function writeMessage(maildir: string, header: string, body: AsyncIterable<Buffer | string>): Promise<{ file: string; bytes: number }> {
   const { handle, name } = await createTmp(maildir);
@@ -72,8 +74,9 @@ export async function writeMessage(maildir: string, header: string, body: AsyncI
     toClose = null;
     await handle.close();
     file = path.join(maildir, 'new', `${name},S=${bytes}`);
-    await link(tmp, file);
-    await unlink(tmp);
+    // rename(), as Dovecot and courier deliver: the unique name cannot exist already (time, pid,
+    // per-process counter and host are in it), and one call does what link()+unlink() did.
+    await rename(tmp, file);
     await syncDirectory(path.join(maildir, 'new'));
     return { file, bytes };
   } catch (err) {
@@ -87,7 +90,7 @@ export async function writeMessage(maildir: string, header: string, body: AsyncI
 async function createTmp(maildir: string): Promise<{ handle: FileHandle; name: string }> {
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   for (let attempt = 0; ; attempt++) {
-    const name = uniqueName(performance.timeOrigin + performance.now(), process.pid, ++sequence, os.hostname());
+    const name = uniqueName(performance.timeOrigin + performance.now(), process.pid, ++sequence, hostname);
     try {
       return { handle: await open(path.join(maildir, 'tmp', name), flags, 0o600), name };
     } catch (err) {

@@ -28,6 +28,21 @@ export function maildirPathProblem(maildir: string, base: string): string | null
 
 const illegal = (why: string): MailError => permanent('5.3.5', `illegal mailbox: ${why}`);
 
+/** How long the real path of a mail base is reused: it is configuration, but may be a symlink an admin moves. */
+const BASE_REALPATH_TTL_MS = 10_000;
+const realBases = new Map<string, { real: string; until: number }>();
+
+/** realpath(base), remembered for a few seconds (one readlink per component saved on every delivery). */
+async function realBase(base: string): Promise<string> {
+  const now = Date.now();
+  const known = realBases.get(base);
+  if (known !== undefined && known.until > now) return known.real;
+  const real = await realpath(base);
+  if (realBases.size > 16) realBases.clear();
+  realBases.set(base, { real, until: now + BASE_REALPATH_TTL_MS });
+  return real;
+}
+
 /**
  * Checks `maildir` against `base`, creates what is missing (the path below the base, then tmp/,
  * new/, cur/; all 0700) and returns the Maildir's real path, proven to lie below the base's.
@@ -36,31 +51,39 @@ const illegal = (why: string): MailError => permanent('5.3.5', `illegal mailbox:
 export async function prepareMaildir(maildir: string, base: string): Promise<string> {
   const problem = maildirPathProblem(maildir, base);
   if (problem !== null) throw illegal(problem);
-  let realBase: string;
+  let baseReal: string;
   try {
-    realBase = await realpath(base);
+    baseReal = await realBase(base);
   } catch (err) {
     throw temporary('4.3.0', 'mail base directory is missing', err);
   }
   let current = path.resolve(base);
-  for (const part of path.relative(current, path.resolve(maildir)).split(path.sep)) {
+  const below = path.relative(current, path.resolve(maildir));
+  let symlinked = false;
+  for (const part of below.split(path.sep)) {
     current = path.join(current, part);
-    await ensureDirectory(current, realBase, true);
+    if (await ensureDirectory(current, baseReal, true)) symlinked = true;
   }
-  for (const sub of ['tmp', 'new', 'cur']) await ensureDirectory(path.join(current, sub), realBase, false);
+  for (const sub of ['tmp', 'new', 'cur']) await ensureDirectory(path.join(current, sub), baseReal, false);
+  // Every component was lstat()ed: without a symlink among them the real path is known, and the
+  // realpath() below (a readlink per component) is needed only when one was followed.
+  if (!symlinked) return path.join(baseReal, below);
   const real = await realpath(current);
-  if (!isWithin(realBase, real)) throw illegal('mailbox path leads outside the mail base');
+  if (!isWithin(baseReal, real)) throw illegal('mailbox path leads outside the mail base');
   return real;
 }
 
-/** One path component: create it when missing; a symlink must stay inside the base (and is refused when !symlinkOk). */
-async function ensureDirectory(dir: string, realBase: string, symlinkOk: boolean): Promise<void> {
+/**
+ * One path component: create it when missing; a symlink must stay inside the base (and is refused
+ * when !symlinkOk). Returns true when the component is a symlink (that was followed).
+ */
+async function ensureDirectory(dir: string, baseReal: string, symlinkOk: boolean): Promise<boolean> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const info = await lstatOrNull(dir);
     if (info === null) {
       try {
         await mkdir(dir, { mode: 0o700 });
-        return;
+        return false;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // a concurrent delivery made it
         throw err;
@@ -69,12 +92,12 @@ async function ensureDirectory(dir: string, realBase: string, symlinkOk: boolean
     if (info.isSymbolicLink()) {
       if (!symlinkOk) throw illegal(`${path.basename(dir)}/ is a symlink`);
       const target = await realpath(dir).catch(() => null);
-      if (target === null || !isWithin(realBase, target, true)) throw illegal('mailbox path leads outside the mail base');
+      if (target === null || !isWithin(baseReal, target, true)) throw illegal('mailbox path leads outside the mail base');
       if (!(await stat(target)).isDirectory()) throw illegal('mailbox path is not a directory');
-      return;
+      return true;
     }
     if (!info.isDirectory()) throw illegal('mailbox path is not a directory');
-    return;
+    return false;
   }
   throw temporary('4.3.0', 'mailbox directory keeps changing');
 }
@@ -95,10 +118,18 @@ async function lstatOrNull(file: string): Promise<Stats | null> {
  */
 export async function leadsOutsideBase(maildir: string, base: string): Promise<boolean> {
   if (maildirPathProblem(maildir, base) !== null) return true;
-  const real = await realpath(maildir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw err;
-  });
-  if (real === null) return false;
-  return !isWithin(await realpath(base), real);
+  // lstat() each component below the base; only a symlink among them needs realpath().
+  let current = path.resolve(base);
+  for (const part of path.relative(current, path.resolve(maildir)).split(path.sep)) {
+    current = path.join(current, part);
+    const info = await lstatOrNull(current);
+    if (info === null) return false;
+    if (!info.isSymbolicLink()) continue;
+    const real = await realpath(maildir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    return real !== null && !isWithin(await realBase(base), real);
+  }
+  return false;
 }
