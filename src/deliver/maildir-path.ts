@@ -28,35 +28,20 @@ export function maildirPathProblem(maildir: string, base: string): string | null
 
 const illegal = (why: string): MailError => permanent('5.3.5', `illegal mailbox: ${why}`);
 
-/** How long the real path of a mail base is reused: it is configuration, but may be a symlink an admin moves. */
-const BASE_REALPATH_TTL_MS = 10_000;
-const realBases = new Map<string, { real: string; until: number }>();
-
-/** realpath(base), remembered for a few seconds (one readlink per component saved on every delivery). */
-async function realBase(base: string): Promise<string> {
-  const now = Date.now();
-  const known = realBases.get(base);
-  if (known !== undefined && known.until > now) return known.real;
-  const real = await realpath(base);
-  if (realBases.size > 16) realBases.clear();
-  realBases.set(base, { real, until: now + BASE_REALPATH_TTL_MS });
-  return real;
-}
-
 /**
  * Checks `maildir` against `base`, creates what is missing (the path below the base, then tmp/,
- * new/, cur/; all 0700) and returns the Maildir's real path, proven to lie below the base's.
+ * new/, cur/; all 0700) and returns the Maildir's path: the base followed by components proven
+ * not to be symlinks, or, when one was, the real path proven to lie below the base's.
  * Throws permanent 5.3.5 for a path or symlink that leads outside; raw fs errors otherwise.
  */
 export async function prepareMaildir(maildir: string, base: string): Promise<string> {
   const problem = maildirPathProblem(maildir, base);
   if (problem !== null) throw illegal(problem);
-  let baseReal: string;
-  try {
-    baseReal = await realBase(base);
-  } catch (err) {
-    throw temporary('4.3.0', 'mail base directory is missing', err);
-  }
+  const baseInfo = await stat(base).catch(() => null);
+  if (baseInfo === null || !baseInfo.isDirectory()) throw temporary('4.3.0', 'mail base directory is missing');
+  // The base's real path is needed only to judge a symlink below it; it is asked for afresh each
+  // time, since an admin may repoint a symlinked base at any moment.
+  const baseReal = (): Promise<string> => realpath(base);
   let current = path.resolve(base);
   const below = path.relative(current, path.resolve(maildir));
   let symlinked = false;
@@ -65,11 +50,11 @@ export async function prepareMaildir(maildir: string, base: string): Promise<str
     if (await ensureDirectory(current, baseReal, true)) symlinked = true;
   }
   for (const sub of ['tmp', 'new', 'cur']) await ensureDirectory(path.join(current, sub), baseReal, false);
-  // Every component was lstat()ed: without a symlink among them the real path is known, and the
-  // realpath() below (a readlink per component) is needed only when one was followed.
-  if (!symlinked) return path.join(baseReal, below);
+  // Every component below the base was lstat()ed: without a symlink among them the Maildir is
+  // base + the checked components, and realpath() (a readlink per component) is not needed.
+  if (!symlinked) return current;
   const real = await realpath(current);
-  if (!isWithin(baseReal, real)) throw illegal('mailbox path leads outside the mail base');
+  if (!isWithin(await baseReal(), real)) throw illegal('mailbox path leads outside the mail base');
   return real;
 }
 
@@ -77,7 +62,7 @@ export async function prepareMaildir(maildir: string, base: string): Promise<str
  * One path component: create it when missing; a symlink must stay inside the base (and is refused
  * when !symlinkOk). Returns true when the component is a symlink (that was followed).
  */
-async function ensureDirectory(dir: string, baseReal: string, symlinkOk: boolean): Promise<boolean> {
+async function ensureDirectory(dir: string, baseReal: () => Promise<string>, symlinkOk: boolean): Promise<boolean> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const info = await lstatOrNull(dir);
     if (info === null) {
@@ -92,7 +77,7 @@ async function ensureDirectory(dir: string, baseReal: string, symlinkOk: boolean
     if (info.isSymbolicLink()) {
       if (!symlinkOk) throw illegal(`${path.basename(dir)}/ is a symlink`);
       const target = await realpath(dir).catch(() => null);
-      if (target === null || !isWithin(baseReal, target, true)) throw illegal('mailbox path leads outside the mail base');
+      if (target === null || !isWithin(await baseReal(), target, true)) throw illegal('mailbox path leads outside the mail base');
       if (!(await stat(target)).isDirectory()) throw illegal('mailbox path is not a directory');
       return true;
     }
@@ -129,7 +114,7 @@ export async function leadsOutsideBase(maildir: string, base: string): Promise<b
       if (err.code === 'ENOENT') return null;
       throw err;
     });
-    return real !== null && !isWithin(await realBase(base), real);
+    return real !== null && !isWithin(await realpath(base), real);
   }
   return false;
 }
