@@ -30,9 +30,10 @@ async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {
 /**
  * Streams `body` into a new file at `path` (which must not exist), fsyncs and closes it; returns
  * the byte count. A failure of `body` is thrown as a BodyStreamError; a disk failure as `diskError`.
+ * `created.file` is set once the file exists (so a caller cleaning up removes only its own file).
  * Never holds more than one stream buffer of the body in memory.
  */
-export async function writeBodyFile(body: Readable, path: string): Promise<number> {
+export async function writeBodyFile(body: Readable, path: string, created: { file: boolean } = { file: false }): Promise<number> {
   // The body may fail while the file is being opened; pipeline() still sees that failure (it
   // checks body.errored), but only this listener keeps it from being an uncaught 'error'.
   const early = (): void => undefined;
@@ -42,6 +43,7 @@ export async function writeBodyFile(body: Readable, path: string): Promise<numbe
     body.off('error', early);
     throw diskError(err);
   });
+  created.file = true;
   let bytes = 0;
   let diskFailure: unknown = null;
   const sink = new Writable({

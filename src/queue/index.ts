@@ -82,6 +82,8 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     const mlog = log.child({ queueId: id });
     const tmpTodo = join(dirs.tmp, `${id}.json`);
     let stage: 'mess' | 'todo' = 'mess';
+    /** Set once writeBodyFile created mess/<id>: a file that was there before is not ours to remove. */
+    const created = { file: false };
     try {
       let body: Readable;
       try {
@@ -91,7 +93,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       }
       // Straight into mess/ as qmail-queue does: until todo/ names it, a crash leaves an orphan
       // that start-up deletes, and nobody was told 250.
-      const size = await writeBodyFile(body, messPath(id));
+      const size = await writeBodyFile(body, messPath(id), created);
       const todo = newTodo(id, envelope, size, now);
       // mess/<id> is made durable before todo/ may name it, so a todo never exists without its
       // message, even after a power loss; the envelope is written and fsynced meanwhile.
@@ -109,7 +111,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     } catch (err) {
       // Not acknowledged, so nothing may stay queued: undo in the reverse order of the commit.
       if (stage === 'todo') await removeFile(todoPath(id)).catch(() => undefined);
-      await removeFile(messPath(id)).catch(() => undefined);
+      if (created.file) await removeFile(messPath(id)).catch(() => undefined);
       await removeFile(tmpTodo).catch(() => undefined);
       if (err instanceof BodyStreamError) {
         mlog.info({ err: err.error }, 'body stream failed; nothing queued');
@@ -201,10 +203,12 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     const { todo, ignored, expired } = applyOutcomes(entry.todo, outcomes, now, config.lifetimeSeconds);
     if (ignored.length > 0) mlog.warn({ to: ignored.map(formatAddress) }, 'outcome for a recipient that is not pending; ignored');
     if (expired.length > 0) mlog.warn({ to: expired.map(formatAddress) }, 'delivery time expired');
-    // Nothing pending: finish at once. Removing todo/ records the end as durably as rewriting it
-    // would, and a crash before that only repeats deliveries (at least once, never lost).
+    // Nothing pending and no bounce owed: finish at once. Removing todo/ records the end as durably
+    // as rewriting it would, and a crash before that only repeats deliveries (at least once). When
+    // a bounce is owed the state is written first, so a crash after it is queued repeats nothing.
     const done = pendingOf(todo).length === 0;
-    if (!done) {
+    const bounceOwed = todo.envelope.sender !== null && todo.recipients.some((r) => r.state === 'failed');
+    if (!done || bounceOwed) {
       try {
         await persist(todo);
       } catch (err) {
@@ -229,7 +233,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
         entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
         mlog.error({ err }, 'could not finish message; will retry');
         // Keep the outcomes on disk too, so a restart does not deliver again.
-        await persist(todo).catch(() => undefined);
+        if (!bounceOwed) await persist(todo).catch(() => undefined);
       });
     }
   }
