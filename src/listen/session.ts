@@ -35,6 +35,8 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
   const { policy, queue, log } = deps;
   const transactions = new WeakMap<SMTPServerSession, Transaction>();
   const perIp = new Map<string, number>();
+  /** Sessions counted in perIp: smtp-server also calls onClose for connections it refused itself. */
+  const counted = new WeakSet<SMTPServerSession>();
 
   function client(session: SMTPServerSession): ClientInfo {
     return { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', user: typeof session.user === 'string' ? session.user : null, tls: session.secure };
@@ -61,6 +63,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
   function onConnect(session: SMTPServerSession, callback: Callback): void {
     const count = (perIp.get(session.remoteAddress) ?? 0) + 1;
     perIp.set(session.remoteAddress, count);
+    counted.add(session);
     if (count > config.smtp.maxConnectionsPerIp) {
       log.info({ sessionId: session.id, ip: session.remoteAddress, count }, 'too many connections from one address');
       callback(smtpError(new MailError('temporary', '4.7.0', 'too many connections from your address', { reply: 421 })));
@@ -70,6 +73,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
   }
 
   function onClose(session: SMTPServerSession): void {
+    if (!counted.delete(session)) return;
     const count = (perIp.get(session.remoteAddress) ?? 1) - 1;
     if (count <= 0) perIp.delete(session.remoteAddress);
     else perIp.set(session.remoteAddress, count);
@@ -152,6 +156,9 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       log.info({ queueId, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender), recipients: envelope.recipients.length, size: stream.byteLength, ms: Date.now() - started }, 'received');
       callback(null, `2.6.0 Ok: queued as ${queueId}`);
     }, async (err: unknown) => {
+      // The queue may have stopped reading mid-message (a disk error): unhook the checker so the
+      // rest of the client's data drains, and the reply goes out once it has.
+      stream.unpipe(hygiene);
       stream.resume();
       await drained;
       fail(callback, err, session, 'message', { size: stream.byteLength });

@@ -28,8 +28,9 @@ export class Transcript {
     socket.on('error', () => undefined);
   }
 
-  static async open(port: number, host = '127.0.0.1'): Promise<Transcript> {
-    const socket = net.connect(port, host);
+  /** `localAddress` picks the client's source address (e.g. 127.0.0.2, another client on loopback). */
+  static async open(port: number, host = '127.0.0.1', localAddress?: string): Promise<Transcript> {
+    const socket = net.connect({ port, host, ...(localAddress === undefined ? {} : { localAddress }) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);

@@ -600,6 +600,40 @@ describe('connection limits', () => {
     }
   });
 
+  test('a connection refused for smtp.maxConnections does not lower its address\'s count for smtp.maxConnectionsPerIp', async () => {
+    const limited = await anotherServer({ smtp: { maxConnections: 3, maxConnectionsPerIp: 2 } });
+    const open: Transcript[] = [];
+    const from = async (address: string): Promise<{ t: Transcript; reply: Reply }> => {
+      const t = await Transcript.open(limited.smtpPort, '127.0.0.1', address);
+      open.push(t);
+      return { t, reply: await t.reply(5000) };
+    };
+    try {
+      assert.equal((await from('127.0.0.1')).reply.code, 220, 'A from 127.0.0.1');
+      const b = await from('127.0.0.2');
+      const x = await from('127.0.0.2');
+      assert.equal(b.reply.code, 220);
+      assert.equal(x.reply.code, 220);
+      const refused = await from('127.0.0.1');
+      assert.equal(refused.reply.code, 421, `all ports busy: ${refused.reply.raw}`);
+      await assertClosedByServer(refused.t, 'the connection over smtp.maxConnections');
+      b.t.close();
+      x.t.close();
+      const d = await waitFor('a free slot for 127.0.0.1', async () => {
+        const next = await from('127.0.0.1');
+        if (next.reply.code === 220) return next;
+        next.t.close();
+        return null;
+      });
+      assert.equal(d.reply.code, 220, 'D from 127.0.0.1 (two open from it now)');
+      // A third from 127.0.0.1: over its limit of 2, whatever the refused connection did to the count.
+      const e = await from('127.0.0.1');
+      assertReply(e.reply, 421, '4.7.0', 'a third connection from 127.0.0.1');
+    } finally {
+      for (const t of open) t.close();
+    }
+  });
+
   test('smtp.maxConnections 2: the 3rd connection gets a 421 with an RFC 3463 4.x.x status and is closed; one closed, the next is greeted', async () => {
     const limited = await anotherServer({ smtp: { maxConnections: 2 } });
     const open: Transcript[] = [];
