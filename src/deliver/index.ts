@@ -72,8 +72,18 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
 
   async function deliverMessage(message: QueuedMessage): Promise<void> {
     // A small message is read once, for the loop check and every recipient; a large one is streamed.
-    const whole = message.size <= READ_WHOLE_BYTES ? Buffer.concat(await deps.queue.open(message.id).toArray() as Buffer[]) : null;
-    const fields = whole !== null ? headerValuesOf(whole, ['delivered-to']) : await headerValues(deps.queue.open(message.id), ['delivered-to']);
+    let whole: Buffer | null = null;
+    let fields: Map<string, string[]>;
+    try {
+      whole = message.size <= READ_WHOLE_BYTES ? Buffer.concat(await deps.queue.open(message.id).toArray() as Buffer[]) : null;
+      fields = whole !== null ? headerValuesOf(whole, ['delivered-to']) : await headerValues(deps.queue.open(message.id), ['delivered-to']);
+    } catch (err) {
+      // The stored message cannot be read (EIO, EMFILE …): every recipient waits for the next try.
+      const error = temporary('4.3.0', 'queued message unreadable, try again later', err);
+      log.error({ queueId: message.id, err: (err as Error).message }, 'cannot read the queued message');
+      await deps.queue.settle(message.id, message.pending.map((recipient) => ({ recipient, ok: false as const, error })));
+      return;
+    }
     const deliveredTo = new Set(fields.get('delivered-to')!.map((v) => v.toLowerCase()));
     const body = (): Readable => (whole !== null ? Readable.from([whole]) : deps.queue.open(message.id));
     const outcomes: Outcome[] = [];

@@ -73,10 +73,11 @@ export async function writeMessage(maildir: string, header: string, body: AsyncI
     await handle.sync();
     toClose = null;
     await handle.close();
-    file = path.join(maildir, 'new', `${name},S=${bytes}`);
+    const target = path.join(maildir, 'new', `${name},S=${bytes}`);
     // rename(), as Dovecot and courier deliver: the unique name cannot exist already (time, pid,
     // per-process counter and host are in it), and one call does what link()+unlink() did.
-    await rename(tmp, file);
+    await rename(tmp, target);
+    file = target;
     await syncDirectory(path.join(maildir, 'new'));
     return { file, bytes };
   } catch (err) {
@@ -128,14 +129,19 @@ async function syncDirectory(dir: string): Promise<void> {
 /** The Maildir convention: a file left in tmp/ for 36 hours is debris of an interrupted delivery. */
 export const TMP_DEBRIS_AGE_MS = 36 * 3600 * 1000;
 
+/** A Maildir unique name as delivery agents write them in tmp/ ("<seconds>.<more>"). */
+const MAILDIR_NAME = /^\d+\./;
+
 /**
- * Deletes regular files in `<maildir>/tmp/` last modified before `now - TMP_DEBRIS_AGE_MS` (what a
- * crash mid-delivery leaves); returns how many. Younger files may still be being written.
+ * Deletes regular files in `<maildir>/tmp/` named like Maildir messages and last modified before
+ * `now - TMP_DEBRIS_AGE_MS` (what a crash mid-delivery leaves); returns how many. Younger files
+ * may still be being written; other names (qmail-ldap's auto-reply stamps `@sender`) are not ours.
  */
 export async function sweepTmp(maildir: string, now = Date.now()): Promise<number> {
   const dir = path.join(maildir, 'tmp');
   let removed = 0;
   for (const name of await readdir(dir)) {
+    if (!MAILDIR_NAME.test(name)) continue;
     const file = path.join(dir, name);
     const info = await lstat(file).catch(() => null);
     if (info === null || !info.isFile() || info.mtimeMs > now - TMP_DEBRIS_AGE_MS) continue;

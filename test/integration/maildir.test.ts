@@ -147,23 +147,26 @@ describe('path safety', () => {
 });
 
 describe('tmp/ debris', () => {
-  test('sweepTmp removes files older than 36 hours and keeps younger ones, directories and symlinks', async () => {
+  test('sweepTmp removes Maildir-named files older than 36 hours; keeps younger ones, other names, directories and symlinks', async () => {
     const maildir = path.join(base, 'example.org', 'sweep') + '/';
     await deliverToMaildir(delivery(maildir), body('Subject: x\r\n\r\nx\r\n'));
     const tmp = path.join(maildir, 'tmp');
     const old = new Date(Date.now() - 37 * 3600 * 1000);
     const nearly = new Date(Date.now() - 35 * 3600 * 1000);
-    await fs.writeFile(path.join(tmp, 'old'), 'half a message');
-    await fs.utimes(path.join(tmp, 'old'), old, old);
-    await fs.writeFile(path.join(tmp, 'young'), 'being written');
-    await fs.utimes(path.join(tmp, 'young'), nearly, nearly);
-    await fs.mkdir(path.join(tmp, 'olddir'));
-    await fs.utimes(path.join(tmp, 'olddir'), old, old);
+    const plant = async (name: string, when: Date): Promise<void> => {
+      await fs.writeFile(path.join(tmp, name), 'x');
+      await fs.utimes(path.join(tmp, name), when, when);
+    };
+    await plant('1700000000.M1P2Q3.host', old);
+    await plant('1700000001.M1P2.otherhost', nearly);
+    await plant('@sender@example.net', old); // qmail-ldap's auto-reply stamp: not a message
+    await fs.mkdir(path.join(tmp, '1700000002.dir'));
+    await fs.utimes(path.join(tmp, '1700000002.dir'), old, old);
     await fs.writeFile(path.join(outside, 'target'), 'not ours');
     await fs.utimes(path.join(outside, 'target'), old, old);
-    await fs.symlink(path.join(outside, 'target'), path.join(tmp, 'link'));
+    await fs.symlink(path.join(outside, 'target'), path.join(tmp, '1700000003.link'));
     assert.equal(await sweepTmp(maildir), 1);
-    assert.deepEqual((await list(tmp)).sort(), ['link', 'olddir', 'young']);
+    assert.deepEqual((await list(tmp)).sort(), ['1700000001.M1P2.otherhost', '1700000002.dir', '1700000003.link', '@sender@example.net']);
     assert.equal(await fs.readFile(path.join(outside, 'target'), 'utf8'), 'not ours');
     assert.equal((await list(path.join(maildir, 'new'))).length, 1);
   });

@@ -206,9 +206,9 @@ describe('Maildir tmp/ debris', () => {
       await mkdir(join(fresh.maildir('bob'), 'new'), { mode: 0o700 });
       await mkdir(join(fresh.maildir('bob'), 'cur'), { mode: 0o700 });
       const old = new Date(Date.now() - 40 * 3600 * 1000);
-      await writeFile(join(tmp, 'interrupted'), 'Subject: half\n');
-      await utimes(join(tmp, 'interrupted'), old, old);
-      await writeFile(join(tmp, 'recent'), 'Subject: being written\n');
+      await writeFile(join(tmp, '1700000000.M1P1Q1.mx1'), 'Subject: half\n');
+      await utimes(join(tmp, '1700000000.M1P1Q1.mx1'), old, old);
+      await writeFile(join(tmp, '1800000000.M1P1Q2.mx1'), 'Subject: being written\n');
       const subject = marker('sweep');
       const t = await Transcript.open(fresh.smtpPort);
       await t.hello();
@@ -216,8 +216,8 @@ describe('Maildir tmp/ debris', () => {
       t.close();
       assertReply(result.end!, 250, '2.6.0', 'end of data');
       await waitForMessages(fresh.maildir('bob'), subject);
-      await waitFor('tmp/interrupted to be removed', async () => !(await readdir(tmp)).includes('interrupted'));
-      assert.deepEqual(await readdir(tmp), ['recent']);
+      await waitFor('the interrupted delivery to be removed from tmp/', async () => !(await readdir(tmp)).includes('1700000000.M1P1Q1.mx1'));
+      assert.deepEqual(await readdir(tmp), ['1800000000.M1P1Q2.mx1']);
     } finally {
       await fresh.stop();
     }
