@@ -1,6 +1,7 @@
-// Recipient resolution (directory-model §2): normalise the address, walk the candidates, search
-// once per candidate, apply the outcome table. A directory that cannot answer is a temporary
-// MailError, never "unknown"; a miss is cached by the caller, an error never is.
+// Recipient resolution (directory-model §2): normalise the address, search for all its candidates
+// at once (or one at a time when that answer cannot be split), apply the outcome table. A
+// directory that cannot answer is a temporary MailError, never "unknown"; a miss is cached by the
+// caller, an error never is.
 import { domainToASCII } from 'node:url';
 import { ResultCodeError } from 'ldapts';
 import type { Logger } from '../log.ts';
@@ -8,7 +9,7 @@ import { type Address, permanent, temporary, MailError } from '../mail.ts';
 import { candidates, type CandidateRules } from './candidates.ts';
 import { toResolution, type EntryContext } from './entry.ts';
 import { escapeFilterValue } from './escape.ts';
-import { describe, type LdapPool } from './pool.ts';
+import { describe, type LdapEntry, type LdapPool } from './pool.ts';
 import { recipientAttributes, type Profile } from './profiles.ts';
 import type { Resolution } from './types.ts';
 
@@ -48,13 +49,20 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
     return `${local}@${domain}`;
   }
 
-  function filterFor(candidateKey: string): string {
-    const value = escapeFilterValue(candidateKey);
-    const any = profile.address.map((a) => `(${a}=${value})`).join('');
-    const match = profile.address.length === 1 ? any : `(|${any})`;
+  /** The filter for any of `keys` (one key: the filter the CLI shows for it). */
+  function filterForKeys(keys: readonly string[]): string {
+    const any = keys.flatMap((key) => {
+      const value = escapeFilterValue(key);
+      return profile.address.map((a) => `(${a}=${value})`);
+    }).join('');
+    const match = profile.address.length * keys.length === 1 ? any : `(|${any})`;
     if (options.objectClass === '') return match;
     const restriction = options.objectClass.startsWith('(') ? options.objectClass : `(objectClass=${escapeFilterValue(options.objectClass)})`;
     return `(&${restriction}${match})`;
+  }
+
+  function filterFor(candidateKey: string): string {
+    return filterForKeys([candidateKey]);
   }
 
   async function resolve(normalised: string): Promise<Resolution> {
@@ -62,12 +70,22 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
     const local = normalised.slice(0, at);
     const domain = normalised.slice(at + 1);
     const rules = { ...options.rules, ...options.domainRules.get(domain) };
+    const list = candidates(local, domain, rules);
+    // One search for every candidate at once (an unknown address costs one round trip, not one per
+    // candidate); the first candidate in order that has entries decides, exactly as one search per
+    // candidate would. When the answer cannot be split by candidate, ask one candidate at a time.
+    const byKey = list.length > 1 ? await searchAll(list.map((c) => c.key)) : null;
     const tried: string[] = [];
-    for (const candidate of candidates(local, domain, rules)) {
+    for (const candidate of list) {
       tried.push(candidate.key);
-      const filter = filterFor(candidate.key);
-      const entries = await search(filter);
-      deps.log.debug({ filter, found: entries.length }, 'directory search');
+      let entries: readonly LdapEntry[];
+      if (byKey !== null) {
+        entries = byKey.get(candidate.key) ?? [];
+      } else {
+        const filter = filterFor(candidate.key);
+        entries = await search(filter, 2);
+        deps.log.debug({ filter, found: entries.length }, 'directory search');
+      }
       if (entries.length === 0) continue;
       if (entries.length > 1) {
         const dns = entries.map((e) => e.dn);
@@ -82,9 +100,30 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
     return { kind: 'unknown', tried };
   }
 
-  async function search(filter: string) {
+  /**
+   * Entries for any of `keys`, grouped by the keys each holds in its address attributes (compared
+   * in lower case); null when an entry matched by a rule this cannot reproduce (LDAP's space
+   * handling, say) or the size limit cut the answer short.
+   */
+  async function searchAll(keys: readonly string[]): Promise<Map<string, LdapEntry[]> | null> {
+    const filter = filterForKeys(keys);
+    const limit = 2 * keys.length;
+    const entries = await search(filter, limit);
+    deps.log.debug({ filter, found: entries.length }, 'directory search');
+    if (entries.length >= limit) return null;
+    const wanted = new Set(keys);
+    const byKey = new Map<string, LdapEntry[]>();
+    for (const entry of entries) {
+      const held = new Set(profile.address.flatMap((a) => entry.attrs.get(a.toLowerCase()) ?? []).map((v) => v.toLowerCase()).filter((v) => wanted.has(v)));
+      if (held.size === 0) return null;
+      for (const key of held) byKey.set(key, [...(byKey.get(key) ?? []), entry]);
+    }
+    return byKey;
+  }
+
+  async function search(filter: string, sizeLimit: number): Promise<LdapEntry[]> {
     try {
-      return await deps.pool.search(options.baseDN, filter, attributes, { scope: 'sub', sizeLimit: 2 });
+      return await deps.pool.search(options.baseDN, filter, attributes, { scope: 'sub', sizeLimit });
     } catch (err) {
       if (err instanceof MailError) throw err;
       if (err instanceof ResultCodeError && err.code === 32) {

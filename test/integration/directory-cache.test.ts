@@ -317,6 +317,44 @@ describe('directory cache (real slapd and redis-server)', () => {
     }
   });
 
+  test('an unknown address costs one LDAP search for all its candidates, dashed ones too', async () => {
+    const d = await directory(config(slapd, { directory: { healthCheckSeconds: 0 } }));
+    try {
+      assert.equal((await d.lookup(addr('alice@example.org'))).source, 'ldap');
+      await sleep(50);
+      const c0 = await completedSearches(slapd);
+      await sleep(50);
+      const c1 = await completedSearches(slapd);
+      const overhead = c1 - c0;
+      const plain = await d.lookup(addr('nobody-here@example.org'));
+      const dashed = await d.lookup(addr('no-such-body-at-all@example.org'));
+      await sleep(50);
+      const c2 = await completedSearches(slapd);
+      assert.equal(plain.resolution.kind, 'unknown');
+      assert.equal(dashed.resolution.kind, 'unknown');
+      // The candidates are all tried, in the reference's order, in one search each lookup.
+      assert.ok(dashed.resolution.kind === 'unknown' && dashed.resolution.tried.length > 2, JSON.stringify(dashed.resolution));
+      assert.equal(c2 - c1 - overhead, 2, `searches: ${c0} ${c1} ${c2}`);
+    } finally {
+      await close(d);
+    }
+  });
+
+  test('an entry whose address only LDAP\'s space rules match is still found (one candidate at a time)', async () => {
+    // mail: " spaced@example.org" (base64, so LDIF keeps the leading space): slapd's matching
+    // ignores it, a plain comparison does not, so the combined answer cannot be split by candidate.
+    await slapd.ldapadd('dn: uid=spaced,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\n' +
+      `cn: spaced\nsn: spaced\nuid: spaced\nmail:: ${Buffer.from(' spaced@example.org').toString('base64')}\nmailMessageStore: example.org/spaced/\n`);
+    const d = await directory(config(slapd));
+    try {
+      const found = await d.lookup(addr('spaced@example.org'));
+      assert.equal(found.resolution.kind, 'mailbox', JSON.stringify(found.resolution));
+      assert.equal(found.resolution.kind === 'mailbox' && found.resolution.dn, 'uid=spaced,ou=people,dc=example,dc=org');
+    } finally {
+      await close(d);
+    }
+  });
+
   test('single-flight: 50 concurrent lookups of one uncached address make one LDAP search', async () => {
     const d = await directory(config(slapd, { directory: { healthCheckSeconds: 0 } }));
     try {
