@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     directories.push(cold);
     await measure('warm-up', 500, CONCURRENCY, (i) => cold.resolveRecipient(user((i % USERS) + 1)));
     figures.push(await measure(`cold (LDAP, pool ${POOL}, ${CONCURRENCY} in flight)`, COLD, CONCURRENCY, (i) => cold.resolveRecipient(user((i % USERS) + 1))));
-    figures.push(await measure('cold, unknown address (2 searches)', Math.floor(COLD / 2), CONCURRENCY, (i) => cold.resolveRecipient({ local: `nouser${i}`, domain: DOMAIN })));
+    figures.push(await measure('cold, unknown address (both candidates in 1 search)', Math.floor(COLD / 2), CONCURRENCY, (i) => cold.resolveRecipient({ local: `nouser${i}`, domain: DOMAIN })));
 
     // Warm in-process: 1,000 cached users, one caller in a tight loop.
     const memory = await createDirectory(config(slapd.url, {}), { log: silentLogger() });
