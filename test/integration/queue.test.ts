@@ -261,10 +261,12 @@ test('a message found finished at start-up (crash before clean-up) gets its boun
     .replace('"lastError": null', '"lastError": {"status": "5.1.1", "text": "user unknown", "reply": 550}'));
 
   const second = await open(first.dir);
-  for (let i = 0; i < 50 && listing(first.dir).todo.includes(`${id}.json`); i++) await sleep(20);
+  // Finishing removes todo/, fsyncs the directory, then removes mess/: wait for the last step.
+  for (let i = 0; i < 250 && listing(first.dir).mess.includes(id); i++) await sleep(20);
   const due = await second.queue.due(FAR, 10);
   assert.equal(due.length, 1);
   assert.equal(due[0]?.envelope.sender, null);
+  assert.ok(!listing(first.dir).todo.includes(`${id}.json`));
   assert.ok(!listing(first.dir).mess.includes(id));
   await second.queue.close();
 });
