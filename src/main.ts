@@ -4,7 +4,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from './config.ts';
 import { startDelivery, type Runner } from './deliver/index.ts';
-import { deliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
+import { createDeliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
+import { sharedRecalculations } from './deliver/quota.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startSmtp, type Server } from './listen/index.ts';
 import type { Logger } from './log.ts';
@@ -31,9 +32,11 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   }
   const directory = await createDirectory(settled, deps);
   const queue = await createQueue({ dir: settled.spool, lifetimeSeconds: settled.queue.lifetimeSeconds, hostname: settled.hostname }, { log: log.child({ component: 'queue' }) });
-  const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes), log });
+  // One set of quota recalculations in progress, shared by the RCPT check and the delivery agent.
+  const recalculations = sharedRecalculations();
+  const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), log });
   const servers: Record<string, Server> = {};
-  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir, sweepTmp, log });
+  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), sweepTmp, log });
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
   } catch (err) {

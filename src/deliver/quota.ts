@@ -189,6 +189,28 @@ export async function recordDelivery(maildir: string, bytes: number): Promise<vo
 
 // ---- decisions with I/O -----------------------------------------------------------------------
 
+/**
+ * Recalculations in progress, by Maildir: concurrent checks of one Maildir share one scan (and,
+ * at delivery, one install) instead of each rescanning it and racing the others' deliveries.
+ * main.ts makes one and passes it to the RCPT check and the delivery agent.
+ */
+export interface Recalculations {
+  share(key: string, work: () => Promise<Usage>): Promise<Usage>;
+}
+
+export function sharedRecalculations(): Recalculations {
+  const running = new Map<string, Promise<Usage>>();
+  return {
+    share(key, work) {
+      const known = running.get(key);
+      if (known !== undefined) return known;
+      const started = work().finally(() => running.delete(key));
+      running.set(key, started);
+      return started;
+    },
+  };
+}
+
 async function recalculate(maildir: string, quota: Quota, write: boolean, raceDelayMs: number): Promise<Usage> {
   for (let attempt = 0; ; attempt++) {
     const scan = await scanUsage(maildir);
@@ -198,27 +220,40 @@ async function recalculate(maildir: string, quota: Quota, write: boolean, raceDe
   }
 }
 
+export interface VerdictOptions {
+  readonly write: boolean;
+  readonly now?: number;
+  readonly raceDelayMs?: number;
+  readonly recalculations?: Recalculations;
+}
+
 /**
  * Whether a message of `size` bytes fits (reference §3.9 steps 1–4). With `write`, a
  * recalculation is installed as maildirsize; without, nothing is written.
  */
-export async function quotaVerdict(maildir: string, quota: Quota, size: number, options: { write: boolean; now?: number; raceDelayMs?: number }): Promise<'ok' | 'over'> {
+export async function quotaVerdict(maildir: string, quota: Quota, size: number, options: VerdictOptions): Promise<'ok' | 'over'> {
   if (!hasQuota(quota)) return 'ok';
   const delay = options.raceDelayMs ?? RACE_RETRY_MS;
+  const fresh = (): Promise<Usage> => {
+    const work = () => recalculate(maildir, quota, options.write, delay);
+    // Keyed by the limits too: the installed file carries them in its first line.
+    const key = `${options.write ? 'write' : 'read'}\0${formatQuotaDefinition(quota)}\0${maildir}`;
+    return options.recalculations === undefined ? work() : options.recalculations.share(key, work);
+  };
   const found = await readSizeFile(maildir);
   const file = trustedFile(found, quota);
   if (file === null || found === null) {
-    return isOver(quota, await recalculate(maildir, quota, options.write, delay), size) ? 'over' : 'ok';
+    return isOver(quota, await fresh(), size) ? 'over' : 'ok';
   }
   if (!isOver(quota, file.usage, size)) return 'ok';
   if (!recalcWhenOver(file, found.mtimeMs, options.now ?? Date.now())) return 'over';
-  return isOver(quota, await recalculate(maildir, quota, options.write, delay), size) ? 'over' : 'ok';
+  return isOver(quota, await fresh(), size) ? 'over' : 'ok';
 }
 
 /** RCPT-time check: never writes; a missing Maildir counts as empty. Throws a temporary MailError on I/O errors. */
-export async function checkQuota(maildir: string, quota: Quota, size: number): Promise<'ok' | 'over'> {
+export async function checkQuota(maildir: string, quota: Quota, size: number, recalculations?: Recalculations): Promise<'ok' | 'over'> {
   try {
-    return await quotaVerdict(maildir, quota, size, { write: false });
+    return await quotaVerdict(maildir, quota, size, { write: false, ...(recalculations === undefined ? {} : { recalculations }) });
   } catch (err) {
     throw asMailError(err);
   }

@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { deliverToMaildir } from '../../src/deliver/maildir.ts';
-import { checkQuota, installSizeFile, scanUsage } from '../../src/deliver/quota.ts';
+import { createDeliverToMaildir, deliverToMaildir } from '../../src/deliver/maildir.ts';
+import { checkQuota, installSizeFile, scanUsage, sharedRecalculations } from '../../src/deliver/quota.ts';
 import type { Quota } from '../../src/directory/types.ts';
 import { MailError } from '../../src/mail.ts';
 
@@ -159,4 +159,41 @@ test('checkQuota: never writes; a missing Maildir is empty', async () => {
   assert.equal(await checkQuota(dir, { bytes: null, count: null }, 10 ** 12), 'ok');
   assert.equal(await sizeFile(dir), '1048576S,1000C\n1046000 300\n');
   assert.deepEqual(await fs.readdir(path.join(dir, 'tmp')), []);
+});
+
+test('sharedRecalculations: concurrent work for one key runs once and all get its result; a later call runs again', async () => {
+  const shared = sharedRecalculations();
+  let runs = 0;
+  const work = async () => {
+    runs++;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return { bytes: runs, count: 1 };
+  };
+  const results = await Promise.all(Array.from({ length: 10 }, () => shared.share('a', work)));
+  assert.equal(runs, 1);
+  assert.ok(results.every((r) => r === results[0]));
+  const other = await shared.share('b', work);
+  assert.equal(other.bytes, 2);
+  assert.equal((await shared.share('a', work)).bytes, 3, 'a finished recalculation is not reused');
+  await assert.rejects(Promise.all([shared.share('c', async () => { throw new Error('disk'); }), shared.share('c', work)]), /disk/);
+});
+
+test('30 concurrent deliveries to a Maildir whose maildirsize must be recalculated: one shared scan, all delivered, the file adds up', async () => {
+  // 5120 bytes or more: every one of them would rescan the Maildir and race the others' files.
+  const dir = await maildir({ 'cur/1.M1P1Q1.h,S=500:2,S': 'x'.repeat(500) }, `100000S,1000C\n${'1 0\n'.repeat(1280)}`);
+  const shared = sharedRecalculations();
+  let scans = 0;
+  const agent = createDeliverToMaildir({ recalculations: { share: (key, work) => shared.share(key, () => { scans++; return work(); }) } });
+  const quota = { bytes: 100_000, count: 1000 };
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => agent(
+    { maildir: dir, base, quota, header: HEADER, size: 200 },
+    Readable.from([Buffer.from(`Subject: ${i}\n\n${'y'.repeat(180)}\n`)]))));
+  assert.equal(results.length, 30);
+  assert.equal(scans, 1, 'recalculations run');
+  assert.equal((await fs.readdir(path.join(dir, 'new'))).length, 30);
+  const lines = (await sizeFile(dir)).trimEnd().split('\n');
+  assert.equal(lines[0], '100000S,1000C');
+  const sum = lines.slice(1).map((l) => l.trim().split(/\s+/).map(Number)).reduce((a, [b, c]) => [a[0]! + b!, a[1]! + c!], [0, 0]);
+  const stored = results.reduce((n, r) => n + r.bytes, 0);
+  assert.deepEqual(sum, [500 + stored, 31], `maildirsize:\n${lines.join('\n')}`);
 });
