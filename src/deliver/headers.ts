@@ -6,8 +6,6 @@ const MAX_HEADER_BYTES = 256 * 1024;
 
 /** Values of the named fields (lower-case names), unfolded and trimmed, in order. */
 export async function headerValues(message: Readable, names: readonly string[]): Promise<Map<string, string[]>> {
-  const wanted = new Set(names.map((n) => n.toLowerCase()));
-  const found = new Map<string, string[]>(names.map((n) => [n.toLowerCase(), []]));
   let text = '';
   for await (const chunk of message) {
     text += (chunk as Buffer).toString('latin1');
@@ -19,25 +17,24 @@ export async function headerValues(message: Readable, names: readonly string[]):
     if (text.length > MAX_HEADER_BYTES) break;
   }
   message.destroy();
-  return fieldValues(text, wanted, found);
+  return fieldValues(text, names);
 }
 
 /** The same for a message already in memory. Pure. */
 export function headerValuesOf(message: Buffer, names: readonly string[]): Map<string, string[]> {
-  const wanted = new Set(names.map((n) => n.toLowerCase()));
-  const found = new Map<string, string[]>(names.map((n) => [n.toLowerCase(), []]));
-  let text = message.subarray(0, MAX_HEADER_BYTES).toString('latin1');
+  const text = message.subarray(0, MAX_HEADER_BYTES).toString('latin1');
   const end = text.search(/\r?\n\r?\n/);
-  if (end >= 0) text = text.slice(0, end);
-  return fieldValues(text, wanted, found);
+  return fieldValues(end >= 0 ? text.slice(0, end) : text, names);
 }
 
-function fieldValues(header: string, wanted: ReadonlySet<string>, found: Map<string, string[]>): Map<string, string[]> {
+/** The header section's fields: the values of those in `names`, by lower-case name. Pure. */
+function fieldValues(header: string, names: readonly string[]): Map<string, string[]> {
+  const found = new Map<string, string[]>(names.map((n) => [n.toLowerCase(), []]));
   for (const field of header.replace(/\r?\n[ \t]/g, ' ').split(/\r?\n/)) {
     const colon = field.indexOf(':');
     if (colon <= 0) continue;
     const name = field.slice(0, colon).trim().toLowerCase();
-    if (wanted.has(name)) found.get(name)!.push(field.slice(colon + 1).trim());
+    found.get(name)?.push(field.slice(colon + 1).trim());
   }
   return found;
 }

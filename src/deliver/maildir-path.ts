@@ -42,13 +42,12 @@ export async function prepareMaildir(maildir: string, base: string): Promise<str
   // The base's real path is needed only to judge a symlink below it; it is asked for afresh each
   // time, since an admin may repoint a symlinked base at any moment.
   const baseReal = (): Promise<string> => realpath(base);
-  let current = path.resolve(base);
-  const below = path.relative(current, path.resolve(maildir));
+  const components = componentsBelow(base, maildir);
   let symlinked = false;
-  for (const part of below.split(path.sep)) {
-    current = path.join(current, part);
-    if (await ensureDirectory(current, baseReal, true)) symlinked = true;
+  for (const component of components) {
+    if (await ensureDirectory(component, baseReal, true)) symlinked = true;
   }
+  const current = components.at(-1)!;
   for (const sub of ['tmp', 'new', 'cur']) await ensureDirectory(path.join(current, sub), baseReal, false);
   // Every component below the base was lstat()ed: without a symlink among them the Maildir is
   // base + the checked components, and realpath() (a readlink per component) is not needed.
@@ -56,6 +55,12 @@ export async function prepareMaildir(maildir: string, base: string): Promise<str
   const real = await realpath(current);
   if (!isWithin(await baseReal(), real)) throw illegal('mailbox path leads outside the mail base');
   return real;
+}
+
+/** The paths from the first component below `base` down to `maildir` itself (which lies below it). Pure. */
+function componentsBelow(base: string, maildir: string): string[] {
+  let current = path.resolve(base);
+  return path.relative(current, path.resolve(maildir)).split(path.sep).map((part) => (current = path.join(current, part)));
 }
 
 /**
@@ -104,10 +109,8 @@ async function lstatOrNull(file: string): Promise<Stats | null> {
 export async function leadsOutsideBase(maildir: string, base: string): Promise<boolean> {
   if (maildirPathProblem(maildir, base) !== null) return true;
   // lstat() each component below the base; only a symlink among them needs realpath().
-  let current = path.resolve(base);
-  for (const part of path.relative(current, path.resolve(maildir)).split(path.sep)) {
-    current = path.join(current, part);
-    const info = await lstatOrNull(current);
+  for (const component of componentsBelow(base, maildir)) {
+    const info = await lstatOrNull(component);
     if (info === null) return false;
     if (!info.isSymbolicLink()) continue;
     const real = await realpath(maildir).catch((err: NodeJS.ErrnoException) => {
