@@ -91,6 +91,9 @@ async function serve(config: Config): Promise<number> {
 function checkConfig(config: Config): number {
   const shown = structuredClone(config);
   if (shown.directory.bindPassword !== '') shown.directory.bindPassword = '[set]';
+  if (shown.delivery.smarthostPassword !== '') shown.delivery.smarthostPassword = '[set]';
+  if (shown.srs.secret !== '') shown.srs.secret = '[set]';
+  shown.srs.oldSecrets = shown.srs.oldSecrets.map(() => '[set]');
   if (shown.cache.redis !== '') shown.cache.redis = shown.cache.redis.replace(/\/\/[^@/]*@/, '//[credentials]@');
   process.stdout.write(`configuration is valid\n${JSON.stringify(shown, null, 2)}\n`);
   return EX_OK;

@@ -14,6 +14,10 @@ const hostPort = z.string().refine((v) => v === '' || parseHostPort(v) !== null,
 
 const cidr = z.string().refine((v) => parseCidr(v) !== null, { message: 'expected a CIDR such as 10.0.0.0/8 or ::1/128' });
 
+const hostPortRequired = z.string().refine((v) => parseHostPort(v) !== null && !v.startsWith(':'), {
+  message: 'expected "host:port"',
+}).transform((v) => parseHostPort(v)!);
+
 const ldapUrl = z.string().regex(/^ldaps?:\/\/[^\s/]+\/?$/i, 'expected ldap://host[:port] or ldaps://host[:port]');
 
 const domainName = z.string().min(1).regex(/^[^\s@]+$/, 'expected a domain name').transform((d) => d.toLowerCase().replace(/\.$/, ''));
@@ -116,7 +120,11 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   queue: z.strictObject({
     /** After this long, temporary failures become bounces (Postfix's maximal_queue_lifetime). */
-    lifetimeSeconds: z.number().int().min(60).default(432_000),
+    lifetimeSeconds: z.number().int().min(1).default(432_000),
+    /** The first retry wait; each later one doubles (Postfix's minimal_backoff_time). */
+    retryMinSeconds: z.number().int().min(1).default(60),
+    /** The longest wait between retries (Postfix's maximal_backoff_time). */
+    retryMaxSeconds: z.number().int().min(1).default(3600),
   }).prefault({}),
   directory: directorySchema.prefault({}),
   cache: cacheSchema.prefault({}),
@@ -128,9 +136,48 @@ export const configSchema = z.strictObject({
   delivery: z.strictObject({
     /** Parallel local (Maildir) deliveries (qmail's concurrencylocal). */
     concurrencyLocal: z.number().int().min(1).max(1000).default(20),
+    /** Parallel SMTP transactions, all destinations together (qmail's concurrencyremote). */
+    concurrencyRemote: z.number().int().min(1).max(10_000).default(100),
+    /** Parallel SMTP transactions to one destination domain or host (Postfix's default_destination_concurrency_limit). */
+    concurrencyPerDestination: z.number().int().min(1).max(1000).default(20),
     remotePort: z.number().int().min(1).max(65535).default(25),
-    dnsServers: z.array(z.string().refine((v) => isIP(v) !== 0, 'expected an IP address')).default([]),
+    /** DNS servers for MX and address lookups: "ip" or "ip:port"; empty: the system's resolv.conf. */
+    dnsServers: z.array(z.string().refine((v) => isIP(v) !== 0 || (parseHostPort(v) !== null && isIP(parseHostPort(v)!.host) !== 0), 'expected an IP address, optionally with :port')).default([]),
+    /** How long MX and address answers are reused, in seconds; 0 asks DNS every time. */
+    dnsCacheSeconds: z.number().int().min(0).default(60),
+    /** Host names answered from here instead of DNS, for mailHost nodes or MX hosts: name → "host:port". */
+    hostMap: z.record(domainName, hostPortRequired).default({}),
+    /** All remote mail goes to this host ("host" or "host:port"; no MX lookup), as Postfix's relayhost = [host]. */
     smarthost: z.string().refine((v) => v === '' || parseHostPort(v) !== null || /^[^\s:]+$/.test(v), 'expected host or host:port').default(''),
+    smarthostUser: z.string().default(''),
+    smarthostPassword: z.string().default(''),
+    /** Port of the other cluster nodes (mailHost) when the hostMap does not say; default: remotePort. */
+    clusterPort: z.number().int().min(1).max(65535).optional(),
+    /** Most cluster hops (X-LdapMTA-Cluster-Hop fields) a message may already carry. */
+    maxClusterHops: z.number().int().min(1).max(50).default(5),
+    /** Name said in EHLO; default: hostname. */
+    heloName: z.string().regex(/^[^\s]*$/, 'expected a host name').default(''),
+    /** "opportunistic": STARTTLS whenever offered, certificates not checked (Postfix's smtp_tls_security_level = may); "none": never. */
+    tls: z.enum(['opportunistic', 'none']).default('opportunistic'),
+    connectTimeoutSeconds: z.number().int().min(1).default(30),
+    /** Wait for each reply of the remote server (the end of DATA gets twice this). */
+    timeoutSeconds: z.number().int().min(1).default(300),
+    /** How long an idle connection is kept for the next message (Postfix's smtp_connection_cache_time_limit). */
+    connectionCacheSeconds: z.number().min(0).max(300).default(2),
+    /** Messages per connection before it is closed; 0: no limit. */
+    connectionReuseLimit: z.number().int().min(0).default(100),
+  }).prefault({}),
+  srs: z.strictObject({
+    /** Rewrite the envelope sender of mail forwarded to other domains (SRS0/SRS1). */
+    enabled: z.boolean().default(true),
+    /** The signing secret; empty: one is generated once and kept in <spool>/srs.secret. Cluster nodes must share it. */
+    secret: z.string().default(''),
+    /** Older secrets still accepted when bounces come back (rotation). */
+    oldSecrets: z.array(z.string().min(1)).default([]),
+    /** Domain of the rewritten addresses; default: hostname. It must reach this node (MX or A record). */
+    domain: z.string().regex(/^[^\s@]*$/, 'expected a domain name').default('').transform((d) => d.toLowerCase().replace(/\.$/, '')),
+    /** Days a rewritten address stays valid for bounces (postsrsd: 21). */
+    maxAgeDays: z.number().int().min(1).max(1000).default(21),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -258,7 +305,7 @@ function readSecretFiles(node: Record<string, unknown>, problems: string[], pref
   }
 }
 
-const SECRET_KEYS = new Set(['bindPassword', 'redis']);
+const SECRET_KEYS = new Set(['bindPassword', 'redis', 'smarthostPassword', 'secret']);
 
 function readSecret(file: string): string {
   return readFileSync(file, 'utf8').replace(/\r?\n$/, '');

@@ -66,7 +66,8 @@ export function parseAddress(text: string): Address {
   const local = unquoteLocalPart(text.slice(0, at));
   const domain = text.slice(at + 1).toLowerCase();
   if (local.length === 0) throw permanent('5.1.3', 'empty local part', undefined, 501);
-  if (Buffer.byteLength(local) > MAX_LOCAL_PART) throw permanent('5.1.3', 'local part too long', undefined, 501);
+  // SRS addresses carry a whole address in their local part and routinely pass 64 octets.
+  if (Buffer.byteLength(local) > MAX_LOCAL_PART && !/^SRS[01][=+-]/i.test(local)) throw permanent('5.1.3', 'local part too long', undefined, 501);
   if (domain.length > MAX_DOMAIN) throw permanent('5.1.3', 'domain too long', undefined, 501);
   if (!isDomainSyntax(domain)) throw permanent('5.1.3', 'bad domain syntax', undefined, 501);
   return { local, domain };

@@ -1,10 +1,12 @@
 // Composition root: build every part from one validated Config, start them, stop them in reverse.
 // The only place that constructs stages; each stage gets the interfaces it needs passed in.
-import { existsSync, mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Config } from './config.ts';
 import { startDelivery, type Runner } from './deliver/index.ts';
 import { createDeliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
+import { createRemote } from './deliver/remote.ts';
 import { sharedRecalculations } from './deliver/quota.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startSmtp, type Server } from './listen/index.ts';
@@ -12,6 +14,7 @@ import type { Logger } from './log.ts';
 import { createPolicy } from './policy/index.ts';
 import { createQueue } from './queue/index.ts';
 import type { Queue } from './queue/types.ts';
+import type { SrsKeys } from './route/srs.ts';
 
 export interface Running {
   readonly directory: DirectoryHandle;
@@ -31,16 +34,22 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     log.warn({ mailboxes: settled.mailboxes }, 'mailbox base directory did not exist; created it');
   }
   const directory = await createDirectory(settled, deps);
-  const queue = await createQueue({ dir: settled.spool, lifetimeSeconds: settled.queue.lifetimeSeconds, hostname: settled.hostname }, { log: log.child({ component: 'queue' }) });
+  const queue = await createQueue({
+    dir: settled.spool, lifetimeSeconds: settled.queue.lifetimeSeconds, hostname: settled.hostname,
+    retryMinSeconds: settled.queue.retryMinSeconds, retryMaxSeconds: settled.queue.retryMaxSeconds,
+  }, { log: log.child({ component: 'queue' }) });
+  const srs = srsKeys(settled);
   // One set of quota recalculations in progress, shared by the RCPT check and the delivery agent.
   const recalculations = sharedRecalculations();
-  const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), log });
+  const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), srs, log });
   const servers: Record<string, Server> = {};
-  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), sweepTmp, log });
+  const remote = createRemote(settled);
+  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, sweepTmp, log });
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
   } catch (err) {
     await runner.stop();
+    await remote.smtp.close();
     await queue.close();
     await directory.close();
     throw err;
@@ -57,6 +66,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       stopping ??= (async () => {
         await Promise.all(Object.values(servers).map((s) => s.close()));
         await runner.stop();
+        await remote.smtp.close();
         await queue.close();
         await directory.close();
         log.info('ldapmta stopped');
@@ -64,4 +74,23 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       return stopping;
     },
   };
+}
+
+/**
+ * SRS keys from the configuration; without a configured secret, the one kept in <spool>/srs.secret
+ * (made once, 0600), so bounces to rewritten senders still verify after a restart.
+ */
+function srsKeys(config: Config): SrsKeys | null {
+  if (!config.srs.enabled) return null;
+  let secret = config.srs.secret;
+  if (secret === '') {
+    const file = join(config.spool, 'srs.secret');
+    try {
+      writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { flag: 'wx', mode: 0o600, flush: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    secret = readFileSync(file, 'utf8').trim();
+  }
+  return { secrets: [secret, ...config.srs.oldSecrets], domain: config.srs.domain === '' ? config.hostname : config.srs.domain, maxAgeDays: config.srs.maxAgeDays };
 }

@@ -1,6 +1,7 @@
 // Stage 5: the delivery loop. Takes due messages from the queue, asks the directory about each
-// pending recipient, follows the route's plan with the Maildir agent (or re-queues forwards),
-// and reports outcomes to the queue. Agents report; the queue decides about retries and bounces.
+// pending recipient (after turning an SRS address of ours back), follows the route's plan with the
+// Maildir agent, re-queues forwards, and hands recipients that share a next hop to the SMTP agent
+// in one transaction. Agents report; the queue decides about retries and bounces.
 import { dirname } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import type { Config } from '../config.ts';
@@ -8,8 +9,12 @@ import type { Directory } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
 import { type Address, asMailError, formatAddress, type Outcome, parseAddress, permanent, temporary } from '../mail.ts';
 import type { Queue, QueuedMessage } from '../queue/types.ts';
-import { planDelivery, type Plan } from '../route/plan.ts';
+import { type Hop, hopKey, planDelivery, planRemote, type Plan } from '../route/plan.ts';
+import { dayNumber, isSrs, srsForward, srsReverse, type SrsKeys } from '../route/srs.ts';
 import { headerValues, headerValuesOf } from './headers.ts';
+import type { HostResolver, NextHop } from './mx.ts';
+import { Semaphore } from './semaphore.ts';
+import type { SmtpAgent } from './smtp.ts';
 import type { DeliverToMaildir } from './types.ts';
 
 export interface Runner {
@@ -21,10 +26,20 @@ export interface DeliveryDeps {
   queue: Queue;
   directory: Directory;
   deliverToMaildir: DeliverToMaildir;
+  /** The remote agent and the DNS it uses. */
+  smtp: SmtpAgent;
+  resolver: HostResolver;
+  /** SRS keys; null when SRS is off. */
+  srs: SrsKeys | null;
   /** Removes old debris from a Maildir's tmp/; run once per Maildir after the first delivery there. */
   sweepTmp?: (maildir: string) => Promise<number>;
   log: Logger;
+  /** Epoch ms, for SRS day numbers; tests may pass a fake clock. */
+  clock?: () => number;
 }
+
+/** The trace field a message gets each time it is passed to another cluster node (reference §4.2). */
+export const CLUSTER_HOP_FIELD = 'X-LdapMTA-Cluster-Hop';
 
 /** Messages up to this size are read into memory once per attempt instead of opened per recipient. */
 const READ_WHOLE_BYTES = 256 * 1024;
@@ -32,10 +47,29 @@ const READ_WHOLE_BYTES = 256 * 1024;
 /** How often the queue is asked for retries that came due, besides the wake-up on every accept. */
 const POLL_MS = 1000;
 
+/** What one attempt at one message knows, shared by its recipients. */
+interface Attempt {
+  readonly message: QueuedMessage;
+  readonly deliveredTo: ReadonlySet<string>;
+  readonly clusterHops: readonly string[];
+  readonly body: () => Readable;
+  readonly eightBit: () => Promise<boolean>;
+}
+
+interface SmtpGroup {
+  readonly hop: Hop;
+  /** The queued recipient (for the outcome) and the address to give the next hop (after SRS reversal). */
+  readonly pairs: { recipient: Address; target: Address }[];
+}
+
 export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
   const log = deps.log.child({ component: 'deliver' });
+  const clock = deps.clock ?? Date.now;
   const local = new Set(config.localDomains);
-  const limit = config.delivery.concurrencyLocal;
+  const localGate = new Semaphore(config.delivery.concurrencyLocal);
+  const limit = config.delivery.concurrencyLocal + config.delivery.concurrencyRemote;
+  const smarthost = parseSmarthost(config.delivery.smarthost);
+  const auth = config.delivery.smarthostUser === '' ? null : { user: config.delivery.smarthostUser, password: config.delivery.smarthostPassword };
   const inFlight = new Set<Promise<void>>();
   /** Maildirs whose tmp/ was swept since start (cleared when large; a second sweep is harmless). */
   const swept = new Set<string>();
@@ -71,12 +105,13 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
   }
 
   async function deliverMessage(message: QueuedMessage): Promise<void> {
-    // A small message is read once, for the loop check and every recipient; a large one is streamed.
+    // A small message is read once, for the loop checks and every recipient; a large one is streamed.
     let whole: Buffer | null = null;
     let fields: Map<string, string[]>;
+    const names = ['delivered-to', CLUSTER_HOP_FIELD.toLowerCase()];
     try {
       whole = message.size <= READ_WHOLE_BYTES ? Buffer.concat(await deps.queue.open(message.id).toArray() as Buffer[]) : null;
-      fields = whole !== null ? headerValuesOf(whole, ['delivered-to']) : await headerValues(deps.queue.open(message.id), ['delivered-to']);
+      fields = whole !== null ? headerValuesOf(whole, names) : await headerValues(deps.queue.open(message.id), names);
     } catch (err) {
       // The stored message cannot be read (EIO, EMFILE …): every recipient waits for the next try.
       const error = temporary('4.3.0', 'queued message unreadable, try again later', err);
@@ -84,31 +119,112 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
       await deps.queue.settle(message.id, message.pending.map((recipient) => ({ recipient, ok: false as const, error })));
       return;
     }
-    const deliveredTo = new Set(fields.get('delivered-to')!.map((v) => v.toLowerCase()));
     const body = (): Readable => (whole !== null ? Readable.from([whole]) : deps.queue.open(message.id));
+    let eightBit: Promise<boolean> | null = null;
+    const attempt: Attempt = {
+      message, body,
+      deliveredTo: new Set(fields.get('delivered-to')!.map((v) => v.toLowerCase())),
+      clusterHops: fields.get(CLUSTER_HOP_FIELD.toLowerCase())!.map((v) => v.toLowerCase()),
+      eightBit: () => (eightBit ??= whole !== null ? Promise.resolve(hasEightBit(whole)) : streamHasEightBit(deps.queue.open(message.id))),
+    };
     const outcomes: Outcome[] = [];
+    const groups = new Map<string, SmtpGroup>();
     for (const recipient of message.pending) {
-      outcomes.push(await deliverOne(message, recipient, deliveredTo, body));
+      const outcome = await deliverOne(attempt, recipient, groups);
+      if (outcome !== null) outcomes.push(outcome);
     }
-    await deps.queue.settle(message.id, outcomes);
+    const remote = await Promise.all([...groups.values()].map((group) => sendGroup(attempt, group)));
+    await deps.queue.settle(message.id, [...outcomes, ...remote.flat()]);
   }
 
-  async function deliverOne(message: QueuedMessage, recipient: Address, deliveredTo: ReadonlySet<string>, body: () => Readable): Promise<Outcome> {
+  /** Local work is done here; a recipient for an SMTP hop joins its group and gets its outcome later (null). */
+  async function deliverOne(attempt: Attempt, recipient: Address, groups: Map<string, SmtpGroup>): Promise<Outcome | null> {
+    const { message } = attempt;
     const rcpt = formatAddress(recipient);
     try {
-      if (!local.has(recipient.domain)) throw temporary('4.4.0', 'remote delivery is not available yet');
-      const plans = planDelivery(await deps.directory.resolveRecipient(recipient));
-      for (const plan of plans) await follow(plan, message, recipient, deliveredTo, body);
+      const target = reverseSrs(recipient);
+      const plans = local.has(target.domain) ? planDelivery(await deps.directory.resolveRecipient(target)) : [planRemote(target.domain, smarthost)];
+      const smtp = plans.find((p) => p.to === 'smtp');
+      if (smtp !== undefined) {
+        if (smtp.hop.via === 'cluster') checkClusterLoop(attempt, target);
+        const key = hopKey(smtp.hop);
+        const group = groups.get(key) ?? { hop: smtp.hop, pairs: [] };
+        groups.set(key, group);
+        group.pairs.push({ recipient, target });
+        return null;
+      }
+      for (const plan of plans) await follow(plan, attempt, recipient);
       log.info({ queueId: message.id, recipient: rcpt, plans: plans.map((p) => p.to) }, 'delivered');
       return { recipient, ok: true };
     } catch (err) {
-      const error = asMailError(err);
-      log.info({ queueId: message.id, recipient: rcpt, status: error.status, kind: error.kind, reason: error.message }, error.temporary ? 'deferred' : 'failed');
-      return { recipient, ok: false, error };
+      return failed(message, recipient, asMailError(err));
     }
   }
 
-  async function follow(plan: Plan, message: QueuedMessage, recipient: Address, deliveredTo: ReadonlySet<string>, body: () => Readable): Promise<void> {
+  function failed(message: QueuedMessage, recipient: Address, error: ReturnType<typeof asMailError>, relay?: string): Outcome {
+    log.info({ queueId: message.id, recipient: formatAddress(recipient), relay, status: error.status, kind: error.kind, reason: error.message }, error.temporary ? 'deferred' : 'failed');
+    return { recipient, ok: false, error };
+  }
+
+  /** An SRS address of ours stands for the original sender; anything else is itself. */
+  function reverseSrs(recipient: Address): Address {
+    if (deps.srs === null || recipient.domain !== deps.srs.domain || !isSrs(recipient.local)) return recipient;
+    const reversed = srsReverse(recipient, deps.srs, dayNumber(clock()));
+    if (!reversed.ok) throw permanent('5.1.1', `invalid SRS address: ${reversed.reason}`);
+    return reversed.address;
+  }
+
+  function checkClusterLoop(attempt: Attempt, target: Address): void {
+    const mark = `${config.hostname} ${formatAddress(target).toLowerCase()}`;
+    if (attempt.clusterHops.includes(mark)) throw permanent('5.4.6', `cluster loop: ${config.hostname} already passed this message on for ${formatAddress(target)}`);
+    if (attempt.clusterHops.length >= config.delivery.maxClusterHops) throw permanent('5.4.6', `too many cluster hops (${attempt.clusterHops.length})`);
+  }
+
+  async function nextHop(hop: Hop): Promise<NextHop> {
+    switch (hop.via) {
+      case 'mx':
+        return deps.resolver.mx(hop.domain);
+      case 'smarthost':
+        return deps.resolver.host(hop.host, hop.port ?? config.delivery.remotePort);
+      case 'cluster':
+        return deps.resolver.host(hop.host, config.delivery.clusterPort ?? config.delivery.remotePort);
+    }
+  }
+
+  async function sendGroup(attempt: Attempt, group: SmtpGroup): Promise<Outcome[]> {
+    const { message } = attempt;
+    const relay = hopKey(group.hop);
+    try {
+      const hop = await nextHop(group.hop);
+      // A copy for another cluster node says who passed it on, for whom (the loop check above).
+      const trace = group.hop.via === 'cluster'
+        ? group.pairs.map((p) => `${CLUSTER_HOP_FIELD}: ${config.hostname} ${formatAddress(p.target).toLowerCase()}\r\n`).join('')
+        : '';
+      const results = await deps.smtp.deliver({
+        destination: relay, hop,
+        sender: message.envelope.sender,
+        recipients: group.pairs.map((p) => p.target),
+        size: message.size + Buffer.byteLength(trace),
+        eightBit: await attempt.eightBit(),
+        body: () => (trace === '' ? attempt.body() : prepend(trace, attempt.body())),
+        auth: group.hop.via === 'smarthost' ? auth : null,
+      });
+      return group.pairs.map(({ recipient }, i) => {
+        const result = results[i]!;
+        if (result.ok) {
+          log.info({ queueId: message.id, recipient: formatAddress(recipient), relay, plans: ['smtp'] }, 'delivered');
+          return { recipient, ok: true as const };
+        }
+        return failed(message, recipient, result.error, relay);
+      });
+    } catch (err) {
+      const error = asMailError(err);
+      return group.pairs.map(({ recipient }) => failed(message, recipient, error, relay));
+    }
+  }
+
+  async function follow(plan: Plan, attempt: Attempt, recipient: Address): Promise<void> {
+    const { message, deliveredTo, body } = attempt;
     const rcpt = formatAddress(recipient).toLowerCase();
     switch (plan.to) {
       case 'fail':
@@ -117,16 +233,21 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         log.warn({ queueId: message.id, recipient: rcpt, reason: plan.reason }, 'message accepted and dropped');
         return;
       case 'smtp':
-        throw temporary('4.4.0', `delivery to cluster node ${plan.host} is not available yet`);
+        throw new Error('an SMTP plan is grouped, never followed'); // deliverOne takes these apart
       case 'maildir': {
         if (deliveredTo.has(rcpt)) throw permanent('5.4.6', `mail loop: already delivered to ${rcpt}`);
         if (plan.sizeMax !== null && message.size > plan.sizeMax) throw permanent('5.2.3', 'message too large for recipient');
         const sender = message.envelope.sender === null ? '' : formatAddress(message.envelope.sender);
-        const { file } = await deps.deliverToMaildir({
-          maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
-          header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`,
-        }, body());
-        sweepOnce(dirname(dirname(file)));
+        await localGate.acquire();
+        try {
+          const { file } = await deps.deliverToMaildir({
+            maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
+            header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`,
+          }, body());
+          sweepOnce(dirname(dirname(file)));
+        } finally {
+          localGate.release();
+        }
         return;
       }
       case 'forward': {
@@ -141,15 +262,24 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
           }
         });
         if (targets.length === 0) return;
-        // qmail-local style: a new message, original envelope sender, our Delivered-To on top.
+        // qmail-local style: a new message, our Delivered-To on top, the original envelope sender,
+        // rewritten with SRS when the copy leaves for another domain so the next hop's SPF passes.
+        const sender = forwardSender(message.envelope.sender, targets);
         const id = await deps.queue.accept(
-          { sender: message.envelope.sender, recipients: targets, client: message.envelope.client, receivedAt: new Date() },
+          { sender, recipients: targets, client: message.envelope.client, receivedAt: new Date() },
           prepend(`Delivered-To: ${rcpt}\r\n`, body()),
         );
-        log.info({ queueId: message.id, recipient: rcpt, forwardQueueId: id, targets: targets.length }, 'forwarded');
+        log.info({ queueId: message.id, recipient: rcpt, forwardQueueId: id, targets: targets.length, srs: sender !== message.envelope.sender }, 'forwarded');
         return;
       }
     }
+  }
+
+  function forwardSender(sender: Address | null, targets: readonly Address[]): Address | null {
+    if (deps.srs === null || sender === null) return sender;
+    if (local.has(sender.domain) || sender.domain === deps.srs.domain) return sender;
+    if (targets.every((t) => local.has(t.domain))) return sender;
+    return srsForward(sender, deps.srs, dayNumber(clock()));
   }
 
   function sweepOnce(maildir: string): void {
@@ -176,6 +306,30 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
       await Promise.all([...inFlight]);
     },
   };
+}
+
+/** "host" or "host:port" from delivery.smarthost; null when unset. Pure. */
+export function parseSmarthost(text: string): { host: string; port: number | null } | null {
+  if (text === '') return null;
+  const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(text);
+  if (m === null) return null;
+  return { host: m[1]!, port: m[2] === undefined ? null : Number(m[2]) };
+}
+
+/** Any byte outside 7-bit ASCII? Pure. */
+export function hasEightBit(data: Buffer): boolean {
+  return /[\x80-\xff]/.test(data.toString('latin1'));
+}
+
+async function streamHasEightBit(stream: Readable): Promise<boolean> {
+  try {
+    for await (const chunk of stream) {
+      if (hasEightBit(chunk as Buffer)) return true;
+    }
+    return false;
+  } finally {
+    stream.destroy();
+  }
 }
 
 function prepend(text: string, body: Readable): Readable {

@@ -3,7 +3,8 @@
 import type { Config } from '../config.ts';
 import type { Directory, Quota, Resolution } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
-import { type Address, type ClientInfo, formatAddress, MailError, temporary } from '../mail.ts';
+import { type Address, type ClientInfo, formatAddress, MailError, permanent, temporary } from '../mail.ts';
+import { dayNumber, isSrs, srsReverse, type SrsKeys } from '../route/srs.ts';
 import { isLocalDomain, mayRelay, RELAY_DENIED, recipientVerdict, trustedNetworks } from './rules.ts';
 
 export interface RecipientAccepted {
@@ -20,7 +21,16 @@ export interface Policy {
 /** "over" when the Maildir cannot take `size` more bytes (Maildir++ quota). */
 export type QuotaCheck = (maildir: string, quota: Quota, size: number) => Promise<'ok' | 'over'>;
 
-export function createPolicy(config: Config, deps: { directory: Directory; quotaCheck: QuotaCheck; log: Logger }): Policy {
+export interface PolicyDeps {
+  directory: Directory;
+  quotaCheck: QuotaCheck;
+  /** SRS keys, to accept bounces to our rewritten senders; null when SRS is off. */
+  srs: SrsKeys | null;
+  log: Logger;
+  clock?: () => number;
+}
+
+export function createPolicy(config: Config, deps: PolicyDeps): Policy {
   const local = new Set(config.localDomains);
   const trusted = trustedNetworks(config.relay.trustedNetworks);
 
@@ -30,6 +40,12 @@ export function createPolicy(config: Config, deps: { directory: Directory; quota
     },
 
     async checkRecipient(client, recipient, size) {
+      if (deps.srs !== null && recipient.domain === deps.srs.domain && isSrs(recipient.local)) {
+        // A bounce (or reply) to a sender we rewrote: accepted only with our own valid, fresh hash.
+        const reversed = srsReverse(recipient, deps.srs, dayNumber((deps.clock ?? Date.now)()));
+        if (!reversed.ok) throw permanent('5.1.1', `no such user here (${reversed.reason})`, undefined, 550);
+        return { resolution: null };
+      }
       if (!isLocalDomain(recipient.domain, local)) {
         if (!mayRelay(client.ip, client.user, trusted)) throw RELAY_DENIED();
         return { resolution: null };

@@ -51,6 +51,10 @@ const HOLD_AFTER_ERROR_MS = 60_000;
 export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise<DiskQueue> {
   const { log } = deps;
   const clock = deps.clock ?? Date.now;
+  const retry = {
+    ...(config.retryMinSeconds === undefined ? {} : { firstRetryMs: config.retryMinSeconds * 1000 }),
+    ...(config.retryMaxSeconds === undefined ? {} : { maxRetryMs: config.retryMaxSeconds * 1000 }),
+  };
   const dirs = layout(config.dir);
   const messSync = new DirSync(dirs.mess);
   const todoSync = new DirSync(dirs.todo);
@@ -200,7 +204,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       mlog.warn('settle for a message already finished; ignored');
       return;
     }
-    const { todo, ignored, expired } = applyOutcomes(entry.todo, outcomes, now, config.lifetimeSeconds);
+    const { todo, ignored, expired } = applyOutcomes(entry.todo, outcomes, now, config.lifetimeSeconds, retry);
     if (ignored.length > 0) mlog.warn({ to: ignored.map(formatAddress) }, 'outcome for a recipient that is not pending; ignored');
     if (expired.length > 0) mlog.warn({ to: expired.map(formatAddress) }, 'delivery time expired');
     // Nothing pending and no bounce owed: finish at once. Removing todo/ records the end as durably

@@ -17,12 +17,12 @@ function fraction(text: string): number {
 }
 
 /**
- * The wait after the `attempts`-th failed attempt (1, 2, …): 1 min, 2, 4, … capped at 1 h, then
+ * The wait after the `attempts`-th failed attempt (1, 2, …): 1 min, 2, 4, … capped at 1 h (or the configured first wait and cap), then
  * shortened by a deterministic jitter of up to 10 % derived from `seed` (the queue id).
  */
-export function retryDelayMs(attempts: number, seed = ''): number {
+export function retryDelayMs(attempts: number, seed = '', firstMs = FIRST_RETRY_MS, maxMs = MAX_RETRY_MS): number {
   const exponent = Math.max(0, Math.min(attempts - 1, 30));
-  const base = Math.min(FIRST_RETRY_MS * 2 ** exponent, MAX_RETRY_MS);
+  const base = Math.min(firstMs * 2 ** exponent, Math.max(firstMs, maxMs));
   return Math.round(base * (1 - JITTER * fraction(`${seed}:${attempts}`)));
 }
 
@@ -36,6 +36,9 @@ export interface ScheduleInput {
   readonly now: number;
   readonly lifetimeSeconds: number;
   readonly seed?: string;
+  /** The first wait and the cap (queue.retryMinSeconds / retryMaxSeconds); 1 min and 1 h when absent. */
+  readonly firstRetryMs?: number;
+  readonly maxRetryMs?: number;
 }
 
 /**
@@ -46,6 +49,6 @@ export interface ScheduleInput {
 export function nextStep(input: ScheduleInput): NextStep {
   const lifetimeMs = input.lifetimeSeconds * 1000;
   if (input.now - input.queuedAt > lifetimeMs) return { expired: true };
-  const next = input.now + retryDelayMs(input.attempts, input.seed);
+  const next = input.now + retryDelayMs(input.attempts, input.seed, input.firstRetryMs, input.maxRetryMs);
   return { expired: false, nextAttempt: Math.min(next, input.queuedAt + lifetimeMs + 1) };
 }

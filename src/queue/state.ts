@@ -116,7 +116,7 @@ export interface Applied {
 }
 
 /** The state after one attempt: delivered, failed for good, or rescheduled (or expired). */
-export function applyOutcomes(todo: TodoState, outcomes: readonly Outcome[], now: number, lifetimeSeconds: number): Applied {
+export function applyOutcomes(todo: TodoState, outcomes: readonly Outcome[], now: number, lifetimeSeconds: number, retry: { firstRetryMs?: number; maxRetryMs?: number } = {}): Applied {
   const recipients = [...todo.recipients];
   const ignored: Address[] = [];
   const expired: Address[] = [];
@@ -138,7 +138,7 @@ export function applyOutcomes(todo: TodoState, outcomes: readonly Outcome[], now
       continue;
     }
     const attempts = current.attempts + 1;
-    const step = nextStep({ attempts, queuedAt: todo.queuedAt, now, lifetimeSeconds, seed: todo.id });
+    const step = nextStep({ attempts, queuedAt: todo.queuedAt, now, lifetimeSeconds, seed: todo.id, ...retry });
     if (step.expired) {
       expired.push(current.address);
       const text = `delivery time expired (last error: ${error.status} ${error.message})`;

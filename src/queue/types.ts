@@ -44,6 +44,9 @@ export interface QueueConfig {
   readonly dir: string;
   /** After this long, temporary failures become permanent (5.4.7). */
   readonly lifetimeSeconds: number;
+  /** First retry wait and the cap of the doubling backoff (defaults 60 s and 3600 s). */
+  readonly retryMinSeconds?: number;
+  readonly retryMaxSeconds?: number;
   /** This node's name, for the bounce's From and Message-ID. */
   readonly hostname: string;
 }

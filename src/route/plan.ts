@@ -1,12 +1,19 @@
 // Pure: where one recipient's copy goes, given what the directory says about it (the qmail-ldap
-// semantics of deliveryMode, mailHost and forwarding in one place). No I/O, no clock.
+// semantics of deliveryMode, mailHost and forwarding in one place) or, for a domain that is not
+// ours, which next hop takes it. No I/O, no clock.
 import type { Quota, Resolution } from '../directory/types.ts';
 import { type MailError, permanent, temporary } from '../mail.ts';
+
+/** The next SMTP hop: the domain's MX, the configured smarthost, or another cluster node (mailHost). */
+export type Hop =
+  | { readonly via: 'mx'; readonly domain: string }
+  | { readonly via: 'smarthost'; readonly host: string; readonly port: number | null }
+  | { readonly via: 'cluster'; readonly host: string };
 
 export type Plan =
   | { readonly to: 'maildir'; readonly maildir: string; readonly quota: Quota; readonly sizeMax: number | null }
   | { readonly to: 'forward'; readonly recipients: readonly string[] }
-  | { readonly to: 'smtp'; readonly host: string }
+  | { readonly to: 'smtp'; readonly hop: Hop }
   | { readonly to: 'drop'; readonly reason: string }
   | { readonly to: 'fail'; readonly error: MailError };
 
@@ -23,7 +30,7 @@ export function planDelivery(resolution: Resolution): Plan[] {
       return [{ to: 'fail', error: temporary('4.3.0', 'group distribution is not available yet') }];
     case 'mailbox': {
       // The owner re-resolves and applies quota, forwards and replies itself (§4.2).
-      if (!resolution.local && resolution.mailHost !== null) return [{ to: 'smtp', host: resolution.mailHost }];
+      if (!resolution.local && resolution.mailHost !== null) return [{ to: 'smtp', hop: { via: 'cluster', host: resolution.mailHost } }];
       const plans: Plan[] = [];
       if (resolution.delivery.local) {
         plans.push({ to: 'maildir', maildir: resolution.mailbox, quota: resolution.quota, sizeMax: resolution.sizeMax });
@@ -32,5 +39,23 @@ export function planDelivery(resolution: Resolution): Plan[] {
       if (plans.length === 0) plans.push({ to: 'drop', reason: 'deliveryMode leaves nothing to do' });
       return plans;
     }
+  }
+}
+
+/** A recipient in a domain that is not ours: the smarthost when one is set, else the domain's MX. */
+export function planRemote(domain: string, smarthost: { host: string; port: number | null } | null): Plan {
+  if (smarthost !== null) return { to: 'smtp', hop: { via: 'smarthost', host: smarthost.host, port: smarthost.port } };
+  return { to: 'smtp', hop: { via: 'mx', domain } };
+}
+
+/** The concurrency and grouping key of a hop: recipients with the same key share one transaction. */
+export function hopKey(hop: Hop): string {
+  switch (hop.via) {
+    case 'mx':
+      return `mx:${hop.domain}`;
+    case 'smarthost':
+      return `smarthost:${hop.host}:${hop.port ?? ''}`;
+    case 'cluster':
+      return `cluster:${hop.host}`;
   }
 }

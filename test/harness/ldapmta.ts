@@ -30,6 +30,8 @@ export async function startServer(slapd: Slapd | null, overrides: Record<string,
     relay: { trustedNetworks: [] },
     directory: slapd === null ? {} : { urls: [slapd.url], bindDN: slapd.rootDN, bindPassword: slapd.rootPassword, baseDN: slapd.baseDN, timeoutMs: 2000, connectTimeoutMs: 500 },
     cache: { maxEntries: 0 },
+    // No test reaches the Internet's DNS: a closed loopback port answers every lookup with an error (temporary).
+    delivery: { dnsServers: ['127.0.0.1:9'] },
     log: { level: 'silent' },
   };
   for (const [key, value] of Object.entries(overrides)) {
