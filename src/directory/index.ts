@@ -15,7 +15,7 @@ import { verifyPassword } from './password.ts';
 import { createLdapPool } from './pool.ts';
 import { PROFILES } from './profiles.ts';
 import { createResolver, type Resolver } from './resolve.ts';
-import type { Directory, Lookup } from './types.ts';
+import type { Directory, Lookup, Resolution } from './types.ts';
 
 export type { Directory, Lookup, Resolution, LoginResult } from './types.ts';
 
@@ -84,7 +84,10 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
   async function lookup(address: Address): Promise<Lookup> {
     const key = resolver.key(address);
     if (key === null) return { resolution: { kind: 'unknown', tried: [] }, source: 'ldap' };
-    return cache.get(key, () => resolver.resolve(key));
+    // The Redis tier is shared by every node, so what depends on the node is never cached: the
+    // mailbox is kept relative to the mail base, and whether mailHost names this node is decided here.
+    const found = await cache.get(key, async () => portable(await resolver.resolve(key), entry.mailboxes));
+    return { ...found, resolution: forThisNode(found.resolution, entry.self, entry.mailboxes) };
   }
 
   return {
@@ -102,6 +105,23 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
       await embedded?.close();
     },
   };
+}
+
+/** A resolution as the cache keeps it: a mailbox below the mail base is relative to it. Pure. */
+export function portable(resolution: Resolution, base: string): Resolution {
+  if ((resolution.kind !== 'mailbox' && resolution.kind !== 'group') || resolution.mailbox === null) return resolution;
+  const prefix = base.endsWith('/') ? base : `${base}/`;
+  return resolution.mailbox.startsWith(prefix) ? { ...resolution, mailbox: resolution.mailbox.slice(prefix.length) } : resolution;
+}
+
+/** A cached resolution made absolute for this node: its mail base, and `local` from its names. Pure. */
+export function forThisNode(resolution: Resolution, self: ReadonlySet<string>, base: string): Resolution {
+  if (resolution.kind === 'unknown' || resolution.kind === 'reject') return resolution;
+  const local = resolution.mailHost === null || self.has(resolution.mailHost);
+  const relative = (resolution.kind === 'mailbox' || resolution.kind === 'group') && resolution.mailbox !== null && !resolution.mailbox.startsWith('/');
+  if (local === resolution.local && !relative) return resolution;
+  const mailbox = relative ? { mailbox: `${base.endsWith('/') ? base : `${base}/`}${resolution.mailbox}` } : {};
+  return { ...resolution, local, ...mailbox } as Resolution;
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {
