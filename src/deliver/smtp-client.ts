@@ -78,6 +78,8 @@ export class SmtpClient {
   tls = false;
   /** Transactions completed on this connection. */
   used = 0;
+  /** True when the server is between transactions (after the reply to the final dot, or a refused MAIL): no RSET needed. */
+  idle = true;
 
   private constructor(socket: Socket, private readonly options: ConnectOptions) {
     this.socket = socket;
@@ -112,6 +114,18 @@ export class SmtpClient {
   /** MAIL, RCPT…, DATA and the message; pipelined when the server allows it. */
   async send(tx: Transaction): Promise<TransactionReplies> {
     this.used++;
+    this.idle = false;
+    const replies = await this.transaction(tx);
+    // After the reply to the final dot, or a refused MAIL, the server is back at the start (RFC 5321 §4.1.1.4, §3.3).
+    this.idle = replies.mail.code !== 250 || this.ended;
+    return replies;
+  }
+
+  /** Set once the server answered a final dot: the transaction is over whatever the reply. */
+  private ended = false;
+
+  private async transaction(tx: Transaction): Promise<TransactionReplies> {
+    this.ended = false;
     const mail = `MAIL FROM:<${tx.sender}>${this.mailParameters(tx)}`;
     const rcpts = tx.recipients.map((r) => `RCPT TO:<${r}>`);
     if (this.extensions.pipelining) {
@@ -127,6 +141,7 @@ export class SmtpClient {
         // A server that says 354 with no recipient gets an empty message, which it must refuse.
         this.write('.\r\n');
         await this.read('end of DATA');
+        this.ended = true;
         return { mail: mailReply, rcpt: rcptReplies, data: null };
       }
       return { mail: mailReply, rcpt: rcptReplies, data: await this.sendBody(tx.body()) };
@@ -141,9 +156,10 @@ export class SmtpClient {
     return { mail: mailReply, rcpt: rcptReplies, data: await this.sendBody(tx.body()) };
   }
 
-  /** Ready the connection for another transaction; false when it cannot be reused. */
+  /** Ready the connection for another transaction (RSET unless it is already between transactions); false when it cannot be reused. */
   async reset(): Promise<boolean> {
     if (!this.usable) return false;
+    if (this.idle) return true;
     try {
       return (await this.command('RSET', 'RSET')).code === 250;
     } catch {
@@ -237,7 +253,7 @@ export class SmtpClient {
         if (buf.length === 0) continue;
         const stuffed = dotStuff(buf, atLineStart);
         atLineStart = buf[buf.length - 1] === 0x0a;
-        last = buf.subarray(-2).toString('latin1');
+        last = (last + buf.subarray(-2).toString('latin1')).slice(-2);
         if (!this.socket.write(stuffed)) await waitDrain(this.socket, this.options.timeoutMs);
         if (this.failure) throw this.failure;
       }
@@ -246,8 +262,10 @@ export class SmtpClient {
       this.destroy();
       throw err;
     }
-    this.write(last.endsWith('\r\n') ? '.\r\n' : last.endsWith('\n') ? '\r\n.\r\n' : '\r\n.\r\n');
-    return this.read('end of DATA', 2);
+    this.write(last.endsWith('\r\n') ? '.\r\n' : '\r\n.\r\n');
+    const reply = await this.read('end of DATA', 2);
+    this.ended = true;
+    return reply;
   }
 
   private lastLines: string[] = [];
@@ -330,7 +348,7 @@ export class SmtpClient {
   }
 }
 
-/** The code, the enhanced status (when every line of the server's reply starts with one) and the text. Pure. */
+/** The code, the enhanced status (when the first line starts with one of the code's class) and the text. Pure. */
 export function parseReply(lines: readonly string[]): SmtpReply {
   const code = Number(lines[0]!.slice(0, 3));
   const texts = lines.map((l) => l.slice(4));

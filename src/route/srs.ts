@@ -77,7 +77,8 @@ export function srsReverse(address: Address, keys: SrsKeys, day: number): SrsRev
     if (age > keys.maxAgeDays) return { ok: false, reason: 'SRS address expired' };
     return { ok: true, address: { local: local!, domain: domain!.toLowerCase() } };
   }
-  const m1 = /^SRS1[=+-]([^=]+)=([^=]+)=(=.+)$/i.exec(address.local);
+  // The opaque part keeps the first hop's own separator after its SRS0 (libsrs2 does so).
+  const m1 = /^SRS1[=+-]([^=]+)=([^=]+)=([=+-].+)$/i.exec(address.local);
   if (m1 !== null) {
     const [, given, firstHop, opaque] = m1;
     if (!hashMatches(keys, given!, [firstHop!, opaque!])) return { ok: false, reason: 'SRS hash does not match' };
