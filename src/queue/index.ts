@@ -232,13 +232,17 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     }
     if (done) {
       entry.finishing = true;
-      await finish(entry).catch(async (err: unknown) => {
+      const finishing = () => finish(entry).catch(async (err: unknown) => {
         entry.finishing = false;
         entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
         mlog.error({ err }, 'could not finish message; will retry');
         // Keep the outcomes on disk too, so a restart does not deliver again.
         if (!bounceOwed) await persist(todo).catch(() => undefined);
       });
+      // With nothing owed, removal is clean-up: the caller need not wait for its directory fsync
+      // (close() still does). A crash before it only repeats deliveries, as before.
+      if (bounceOwed) await finishing();
+      else void serialize(entry, finishing);
     }
   }
 

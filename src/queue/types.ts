@@ -29,7 +29,9 @@ export interface Queue {
   /**
    * Record the outcome of an attempt for some of the pending recipients. Temporary failures
    * are rescheduled (or turned permanent when the message is too old); when nothing is pending,
-   * one bounce goes to the sender for the failed recipients, then the message is removed.
+   * one bounce goes to the sender for the failed recipients, then the message is removed. When no
+   * bounce is owed the removal may end after settle resolves (the message is never handed out
+   * again meanwhile); close() waits for it.
    */
   settle(id: MessageId, outcomes: readonly Outcome[]): Promise<void>;
   /** Called after every accept, so the delivery loop can wake at once. */

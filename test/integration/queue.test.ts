@@ -201,11 +201,11 @@ test('the null sender is never bounced: a failed bounce is logged as a double bo
   const id = await queue.accept(envelope(null, 'alice@example.net'), chunked(message('dsn')));
   await queue.due(FAR, 10);
   await queue.settle(id, [{ recipient: addr('alice@example.net'), ok: false, error: permanent('5.1.1', 'no such user') }]);
+  await queue.close(); // the removal may end after settle; close() waits for it
   assert.deepEqual(listing(dir), { tmp: [], mess: [], todo: [], corrupt: [] });
   const line = log.lines().find((l) => /double bounce/.test(l.msg));
   assert.equal(line?.level, ERROR);
   assert.equal(line?.queueId, id);
-  await queue.close();
 });
 
 test('settles racing for one message are applied in turn: one bounce, no resurrected todo', async () => {
