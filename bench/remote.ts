@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { validateConfig } from '../src/config.ts';
 import { startDelivery } from '../src/deliver/index.ts';
 import { createRemote } from '../src/deliver/remote.ts';
+import { diskReplyMemory } from '../src/deliver/reply-memory.ts';
 import { createDeliverToMaildir } from '../src/deliver/maildir.ts';
 import { createDirectory } from '../src/directory/index.ts';
 import { silentLogger } from '../src/log.ts';
@@ -73,7 +74,7 @@ async function run(domains: number): Promise<Record<string, number>> {
   const before = await sink.stats();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const runner = startDelivery(config, { queue, directory, deliverToMaildir: createDeliverToMaildir(), ...remote, srs: null, log });
+  const runner = startDelivery(config, { queue, directory, deliverToMaildir: createDeliverToMaildir(), ...remote, srs: null, replies: diskReplyMemory(join(dir, 'autoreply')), log });
   let after = before;
   while (after.messages - before.messages < MESSAGES) {
     await new Promise((r) => setTimeout(r, 20));

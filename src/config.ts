@@ -167,6 +167,12 @@ export const configSchema = z.strictObject({
     /** Messages per connection before it is closed; 0: no limit. */
     connectionReuseLimit: z.number().int().min(0).default(100),
   }).prefault({}),
+  autoreply: z.strictObject({
+    /** One auto-reply per sender and reply text within this period (qmail-reply: 14 days). */
+    periodSeconds: z.number().int().min(1).default(604_800),
+    /** Reply only when one of the user's addresses is in To or Cc (RFC 3834 §2). */
+    onlyWhenAddressed: z.boolean().default(true),
+  }).prefault({}),
   srs: z.strictObject({
     /** Rewrite the envelope sender of mail forwarded to other domains (SRS0/SRS1). */
     enabled: z.boolean().default(true),

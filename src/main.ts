@@ -7,6 +7,7 @@ import type { Config } from './config.ts';
 import { startDelivery, type Runner } from './deliver/index.ts';
 import { createDeliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
 import { createRemote } from './deliver/remote.ts';
+import { diskReplyMemory, redisReplyMemory } from './deliver/reply-memory.ts';
 import { sharedRecalculations } from './deliver/quota.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startSmtp, type Server } from './listen/index.ts';
@@ -44,12 +45,14 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), srs, log });
   const servers: Record<string, Server> = {};
   const remote = createRemote(settled);
-  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, sweepTmp, log });
+  const replies = settled.cache.redis === '' ? diskReplyMemory(join(settled.spool, 'autoreply')) : redisReplyMemory(settled.cache, log);
+  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, sweepTmp, log });
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
   } catch (err) {
     await runner.stop();
     await remote.smtp.close();
+    await replies.close();
     await queue.close();
     await directory.close();
     throw err;
@@ -67,6 +70,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
         await Promise.all(Object.values(servers).map((s) => s.close()));
         await runner.stop();
         await remote.smtp.close();
+        await replies.close();
         await queue.close();
         await directory.close();
         log.info('ldapmta stopped');

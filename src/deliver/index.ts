@@ -10,9 +10,11 @@ import type { Logger } from '../log.ts';
 import { type Address, asMailError, formatAddress, type Outcome, parseAddress, permanent, temporary } from '../mail.ts';
 import type { Queue, QueuedMessage } from '../queue/types.ts';
 import { type Hop, hopKey, planDelivery, planRemote, type Plan } from '../route/plan.ts';
+import { composeReply, REPLY_FIELDS, replyKey, whyNoReply } from '../route/autoreply.ts';
 import { dayNumber, isSrs, srsForward, srsReverse, type SrsKeys } from '../route/srs.ts';
 import { headerValues, headerValuesOf } from './headers.ts';
 import type { HostResolver, NextHop } from './mx.ts';
+import type { ReplyMemory } from './reply-memory.ts';
 import { Semaphore } from './semaphore.ts';
 import type { SmtpAgent } from './smtp.ts';
 import type { DeliverToMaildir } from './types.ts';
@@ -31,6 +33,8 @@ export interface DeliveryDeps {
   resolver: HostResolver;
   /** SRS keys; null when SRS is off. */
   srs: SrsKeys | null;
+  /** Who got an auto-reply lately. */
+  replies: ReplyMemory;
   /** Removes old debris from a Maildir's tmp/; run once per Maildir after the first delivery there. */
   sweepTmp?: (maildir: string) => Promise<number>;
   log: Logger;
@@ -52,6 +56,8 @@ interface Attempt {
   readonly message: QueuedMessage;
   readonly deliveredTo: ReadonlySet<string>;
   readonly clusterHops: readonly string[];
+  /** The header fields auto-replies look at. */
+  readonly fields: ReadonlyMap<string, readonly string[]>;
   readonly body: () => Readable;
   readonly eightBit: () => Promise<boolean>;
 }
@@ -108,7 +114,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
     // A small message is read once, for the loop checks and every recipient; a large one is streamed.
     let whole: Buffer | null = null;
     let fields: Map<string, string[]>;
-    const names = ['delivered-to', CLUSTER_HOP_FIELD.toLowerCase()];
+    const names = ['delivered-to', CLUSTER_HOP_FIELD.toLowerCase(), ...REPLY_FIELDS];
     try {
       whole = message.size <= READ_WHOLE_BYTES ? Buffer.concat(await deps.queue.open(message.id).toArray() as Buffer[]) : null;
       fields = whole !== null ? headerValuesOf(whole, names) : await headerValues(deps.queue.open(message.id), names);
@@ -122,7 +128,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
     const body = (): Readable => (whole !== null ? Readable.from([whole]) : deps.queue.open(message.id));
     let eightBit: Promise<boolean> | null = null;
     const attempt: Attempt = {
-      message, body,
+      message, body, fields,
       deliveredTo: new Set(fields.get('delivered-to')!.map((v) => v.toLowerCase())),
       clusterHops: fields.get(CLUSTER_HOP_FIELD.toLowerCase())!.map((v) => v.toLowerCase()),
       eightBit: () => (eightBit ??= whole !== null ? Promise.resolve(hasEightBit(whole)) : streamHasEightBit(deps.queue.open(message.id))),
@@ -234,6 +240,11 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         return;
       case 'smtp':
         throw new Error('an SMTP plan is grouped, never followed'); // deliverOne takes these apart
+      case 'reply':
+        // An auto-reply never decides the delivery's outcome: its problems are logged only.
+        await autoReply(plan, attempt, recipient).catch((err: unknown) =>
+          log.warn({ queueId: message.id, recipient: rcpt, err: (err as Error).message }, 'auto-reply not sent'));
+        return;
       case 'maildir': {
         if (deliveredTo.has(rcpt)) throw permanent('5.4.6', `mail loop: already delivered to ${rcpt}`);
         if (plan.sizeMax !== null && message.size > plan.sizeMax) throw permanent('5.2.3', 'message too large for recipient');
@@ -273,6 +284,24 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         return;
       }
     }
+  }
+
+  async function autoReply(plan: Extract<Plan, { to: 'reply' }>, attempt: Attempt, recipient: Address): Promise<void> {
+    const { message } = attempt;
+    const sender = message.envelope.sender;
+    const why = whyNoReply({ sender, recipient, addresses: plan.addresses, fields: attempt.fields, onlyWhenAddressed: config.autoreply.onlyWhenAddressed });
+    if (why !== null || sender === null) {
+      log.debug({ queueId: message.id, recipient: formatAddress(recipient), reason: why }, 'no auto-reply');
+      return;
+    }
+    if (!(await deps.replies.claim(replyKey(plan.dn, sender, plan.text), config.autoreply.periodSeconds * 1000))) {
+      log.debug({ queueId: message.id, recipient: formatAddress(recipient) }, 'auto-reply already sent to this sender in the period');
+      return;
+    }
+    const now = new Date(clock());
+    const bytes = composeReply({ from: recipient, to: sender, text: plan.text, fields: attempt.fields, hostname: config.hostname, now, unique: `${message.id}.${now.getTime().toString(36)}` });
+    const id = await deps.queue.accept({ sender: null, recipients: [sender], client: message.envelope.client, receivedAt: now }, Readable.from([bytes]));
+    log.info({ queueId: message.id, recipient: formatAddress(recipient), replyQueueId: id }, 'auto-reply queued');
   }
 
   function forwardSender(sender: Address | null, targets: readonly Address[]): Address | null {

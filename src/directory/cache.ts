@@ -146,7 +146,7 @@ export function createCache(config: CacheConfig, deps: CacheDeps): ResolutionCac
  * Fail fast: no offline queue, no per-command retries, a short command timeout, reconnects in
  * the background. ioredis's defaults queue and retry, which turns an outage into long stalls.
  */
-function connectRedis(config: CacheConfig, log: Logger, role = 'cache'): Redis {
+export function connectRedis(config: CacheConfig, log: Logger, role = 'cache'): Redis {
   const redis = new Redis(config.redis, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,

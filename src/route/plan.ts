@@ -14,6 +14,7 @@ export type Plan =
   | { readonly to: 'maildir'; readonly maildir: string; readonly quota: Quota; readonly sizeMax: number | null }
   | { readonly to: 'forward'; readonly recipients: readonly string[] }
   | { readonly to: 'smtp'; readonly hop: Hop }
+  | { readonly to: 'reply'; readonly text: string; readonly dn: string; readonly addresses: readonly string[] }
   | { readonly to: 'drop'; readonly reason: string }
   | { readonly to: 'fail'; readonly error: MailError };
 
@@ -32,11 +33,15 @@ export function planDelivery(resolution: Resolution): Plan[] {
       // The owner re-resolves and applies quota, forwards and replies itself (§4.2).
       if (!resolution.local && resolution.mailHost !== null) return [{ to: 'smtp', hop: { via: 'cluster', host: resolution.mailHost } }];
       const plans: Plan[] = [];
+      // qmail-ldap runs the auto-responder first; it does not count as a delivery (§3.5).
+      if (resolution.delivery.reply && resolution.replyText !== null) {
+        plans.push({ to: 'reply', text: resolution.replyText, dn: resolution.dn, addresses: resolution.addresses });
+      }
       if (resolution.delivery.local) {
         plans.push({ to: 'maildir', maildir: resolution.mailbox, quota: resolution.quota, sizeMax: resolution.sizeMax });
       }
       if (resolution.delivery.forward && resolution.forwards.length > 0) plans.push({ to: 'forward', recipients: resolution.forwards });
-      if (plans.length === 0) plans.push({ to: 'drop', reason: 'deliveryMode leaves nothing to do' });
+      if (!plans.some((p) => p.to !== 'reply')) plans.push({ to: 'drop', reason: 'deliveryMode leaves nothing to do' });
       return plans;
     }
   }

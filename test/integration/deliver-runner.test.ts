@@ -9,6 +9,7 @@ import { after, test } from 'node:test';
 import { validateConfig } from '../../src/config.ts';
 import { startDelivery } from '../../src/deliver/index.ts';
 import { createRemote } from '../../src/deliver/remote.ts';
+import { diskReplyMemory } from '../../src/deliver/reply-memory.ts';
 import { deliverToMaildir } from '../../src/deliver/maildir.ts';
 import { createDirectory } from '../../src/directory/index.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -33,7 +34,7 @@ test('a queued message whose file is gone is deferred with 4.3.0, its lease rele
   };
   const id = await queue.accept(envelope, Readable.from([Buffer.from('Subject: gone\r\n\r\nbody\r\n')]));
   unlinkSync(join(config.spool, 'mess', id));
-  const runner = startDelivery(config, { queue, directory, deliverToMaildir, ...createRemote(config), srs: null, log });
+  const runner = startDelivery(config, { queue, directory, deliverToMaildir, ...createRemote(config), srs: null, replies: diskReplyMemory(join(config.spool, 'autoreply')), log });
   try {
     const todoFile = join(config.spool, 'todo', `${id}.json`);
     const todo = await waitFor('the attempt to be recorded', async () => {

@@ -1,0 +1,66 @@
+// The auto-reply rules (route/autoreply.ts), one line each, and the reply's format.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { composeReply, replyKey, whyNoReply } from '../../src/route/autoreply.ts';
+import { parseAddress } from '../../src/mail.ts';
+
+const erin = parseAddress('erin@example.org');
+const ask = (sender: string | null, fields: Record<string, string[]>, onlyWhenAddressed = true) => whyNoReply({
+  sender: sender === null ? null : parseAddress(sender), recipient: erin, addresses: ['erin@example.org', 'shared@example.org'],
+  fields: new Map(Object.entries({ to: ['erin@example.org'], ...fields })), onlyWhenAddressed,
+});
+
+const rules: [string, string | null, Record<string, string[]>, string | null][] = [
+  ['an ordinary message', 'fan@sender.test', {}, null],
+  ['the null sender', null, {}, 'null sender'],
+  ['MAILER-DAEMON', 'MAILER-DAEMON@sender.test', {}, 'machine sender'],
+  ['a -request address', 'list-request@sender.test', {}, 'machine sender'],
+  ['an owner- address', 'owner-list@sender.test', {}, 'machine sender'],
+  ['postmaster', 'postmaster@sender.test', {}, 'machine sender'],
+  ['the user writing to herself (an alternate address)', 'shared@example.org', {}, 'sender is the recipient'],
+  ['Auto-Submitted: auto-replied', 'fan@sender.test', { 'auto-submitted': ['auto-replied'] }, 'Auto-Submitted'],
+  ['Auto-Submitted: no (a person)', 'fan@sender.test', { 'auto-submitted': ['no'] }, null],
+  ['Precedence: list', 'fan@sender.test', { precedence: ['List'] }, 'Precedence'],
+  ['Precedence: first-class', 'fan@sender.test', { precedence: ['first-class'] }, null],
+  ['List-Unsubscribe', 'fan@sender.test', { 'list-unsubscribe': ['<mailto:x@y>'] }, 'list-unsubscribe'],
+  ['X-Spam-Status: Yes', 'fan@sender.test', { 'x-spam-status': ['Yes, score=9'] }, 'X-Spam-Status'],
+  ['only in Bcc', 'fan@sender.test', { to: ['someone@else.test'] }, 'not addressed in To or Cc'],
+  ['in Cc by an alternate address', 'fan@sender.test', { to: ['a@b.test'], cc: ['"Shared" <Shared@Example.org>'.toLowerCase()] }, null],
+];
+for (const [what, sender, fields, expected] of rules) {
+  test(`auto-reply rule: ${what} → ${expected ?? 'reply'}`, () => assert.equal(ask(sender, fields), expected));
+}
+
+test('only-when-addressed can be turned off', () => {
+  assert.equal(ask('fan@sender.test', { to: ['someone@else.test'] }, false), null);
+});
+
+test('the memory key changes with the sender and with the reply text, not with case', () => {
+  const a = replyKey('uid=erin', parseAddress('fan@sender.test'), 'away');
+  assert.equal(a, replyKey('UID=erin', parseAddress('FAN@SENDER.TEST'), 'away'));
+  assert.notEqual(a, replyKey('uid=erin', parseAddress('other@sender.test'), 'away'));
+  assert.notEqual(a, replyKey('uid=erin', parseAddress('fan@sender.test'), 'back on Monday'));
+});
+
+test('the reply: %HEADER% fields the user may set, forced fields, CRLF, no header injection', () => {
+  const bytes = composeReply({
+    from: erin, to: parseAddress('fan@sender.test'), hostname: 'mx1.example.org', now: new Date(0), unique: 'u1',
+    text: '%HEADER%\nSubject: Away: %SUBJECT%\nTo: evil@x.test\nBcc: evil@x.test\nX-Note: kept\n\nI am away.\n.dot line',
+    fields: new Map([['subject', ['Lunch?\r\nBcc: injected@x.test']], ['message-id', ['<m1@sender.test>']]]),
+  }).toString();
+  const [head, body] = bytes.split('\r\n\r\n');
+  assert.match(head!, /^Subject: Away: Lunch\? Bcc: injected@x\.test$/m, 'the original subject is kept on one line');
+  assert.match(head!, /^To: <fan@sender\.test>$/m);
+  assert.doesNotMatch(head!, /^Bcc:/m);
+  assert.doesNotMatch(head!, /evil/);
+  assert.match(head!, /^X-Note: kept$/m);
+  assert.match(head!, /^Auto-Submitted: auto-replied$/m);
+  assert.match(head!, /^In-Reply-To: <m1@sender\.test>$/m);
+  assert.equal(body, 'I am away.\r\n.dot line\r\n');
+});
+
+test('without %HEADER% the subject is "[Auto-Reply] <original>", or "Your Mail" when there was none', () => {
+  const reply = (subject: string[]) => composeReply({ from: erin, to: parseAddress('a@b.test'), hostname: 'h', now: new Date(0), unique: 'u', text: 'away', fields: new Map([['subject', subject]]) }).toString();
+  assert.match(reply(['Hello']), /^Subject: \[Auto-Reply\] Hello\r$/m);
+  assert.match(reply([]), /^Subject: \[Auto-Reply\] Your Mail\r$/m);
+});
