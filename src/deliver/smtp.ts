@@ -126,7 +126,8 @@ export function createSmtpAgent(options: SmtpAgentOptions): SmtpAgent {
           if (wasIdle && err instanceof ConnectionError) continue;
           break;
         }
-        void release(key, client);
+        // Back in the cache (after any RSET) before the destination slot is freed, so the next job finds it.
+        await release(key, client);
         return outcomesOf(job.recipients, replies, client.remote);
       }
     }
