@@ -65,6 +65,10 @@ const directorySchema = z.strictObject({
   aliasDomains: z.record(z.string(), domainName).default({}),
   /** The delivery instruction relative to the mailbox home: "./" (the store is the Maildir) or "./Maildir/". */
   defaultDelivery: z.string().regex(/^\.\/([A-Za-z0-9@_.=-]+\/)*$/, 'expected "./" or a relative directory such as "./Maildir/"').default('./'),
+  /** Most addresses one group expansion may yield; more fails temporarily (4.2.4). */
+  groupExpansionLimit: z.number().int().min(1).default(10_000),
+  /** Most levels of groups nested inside a group; deeper ones are not expanded (logged). */
+  groupMaxDepth: z.number().int().min(1).max(100).default(10),
   defaultQuotaSize: z.number().int().min(0).default(0),
   defaultQuotaCount: z.number().int().min(0).default(0),
   auth: z.strictObject({

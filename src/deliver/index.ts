@@ -240,6 +240,30 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         return;
       case 'smtp':
         throw new Error('an SMTP plan is grouped, never followed'); // deliverOne takes these apart
+      case 'group': {
+        // One expansion per message: a new message to every member, our Delivered-To and
+        // Precedence: bulk on top; failures go to the list's bounce admin when it has one.
+        if (deliveredTo.has(rcpt)) throw permanent('5.4.6', `mail loop: list ${rcpt} already expanded this message`);
+        const { group } = plan;
+        if (!(await deps.directory.mayPost(group, message.envelope.sender))) throw permanent('5.7.2', 'only members may post to this list');
+        const members = (await deps.directory.expandGroup(group)).flatMap((text) => {
+          try {
+            return [parseAddress(text)];
+          } catch {
+            log.warn({ queueId: message.id, recipient: rcpt, member: text }, 'unusable member address skipped');
+            return [];
+          }
+        });
+        if (members.length === 0) throw permanent('5.2.4', `list ${rcpt} has no members`);
+        const admin = group.bounceAdmin.map((a) => { try { return parseAddress(a.trim()); } catch { return null; } }).find((a) => a !== null);
+        const sender = message.envelope.sender === null ? null : admin ?? message.envelope.sender;
+        const id = await deps.queue.accept(
+          { sender, recipients: members, client: message.envelope.client, receivedAt: new Date() },
+          prepend(`Delivered-To: ${rcpt}\r\nPrecedence: bulk\r\n`, body()),
+        );
+        log.info({ queueId: message.id, recipient: rcpt, expansionQueueId: id, members: members.length }, 'list expanded');
+        return;
+      }
       case 'reply':
         // An auto-reply never decides the delivery's outcome: its problems are logged only.
         await autoReply(plan, attempt, recipient).catch((err: unknown) =>

@@ -84,6 +84,16 @@ function decide(entry: LdapEntry, hit: Candidate, ctx: EntryContext): Resolution
     };
   }
 
+  // groupOfNames / groupOfUniqueNames with a mail address: a plain list of member DNs, open to anyone.
+  if (classes.includes('groupofnames') || classes.includes('groupofuniquenames')) {
+    const dns = [...read.all('member'), ...read.all('uniqueMember').map(withoutUid)];
+    return {
+      kind: 'group', ...matched, mailbox: null,
+      members: { dn: dns, rfc822: [], filter: [] }, senders: { dn: [], rfc822: [], filter: [] },
+      moderators: { dn: [], rfc822: [] }, membersOnly: false, senderConfirm: false, bounceAdmin: [],
+    };
+  }
+
   if (mailbox === null) {
     if (forwards.length === 0) throw new IllegalValue('no mailbox and no forwarding address');
     return { kind: 'forward', ...matched, forwards };
@@ -172,6 +182,11 @@ interface Reader {
   integer(attribute: string | null): number | null;
   boolean(attribute: string | null): boolean;
   path(attribute: string | null): string | null;
+}
+
+/** A uniqueMember value without its optional "#'0101'B" uid part (RFC 4517 NameAndOptionalUID). */
+export function withoutUid(value: string): string {
+  return value.replace(/#'[01]*'B$/, '');
 }
 
 function reader(entry: LdapEntry): Reader {

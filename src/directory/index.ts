@@ -11,6 +11,7 @@ import { createCache } from './cache.ts';
 import type { CandidateRules } from './candidates.ts';
 import { startEmbeddedDirectory, type EmbeddedDirectory } from './embedded/index.ts';
 import type { EntryContext } from './entry.ts';
+import { createGroups } from './groups.ts';
 import { verifyPassword } from './password.ts';
 import { createLdapPool } from './pool.ts';
 import { PROFILES } from './profiles.ts';
@@ -90,11 +91,18 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     return { ...found, resolution: forThisNode(found.resolution, entry.self, entry.mailboxes) };
   }
 
+  const resolveRecipient = async (address: Address) => (await lookup(address)).resolution;
+  const groups = createGroups({
+    baseDN: d.baseDN, profile, limit: d.groupExpansionLimit, maxDepth: d.groupMaxDepth, localDomains: new Set(config.localDomains),
+  }, { pool, resolve: resolveRecipient, log });
+
   return {
     resolver,
     embeddedUrl: embedded?.url ?? null,
     lookup,
-    resolveRecipient: async (address) => (await lookup(address)).resolution,
+    resolveRecipient,
+    expandGroup: async (group) => (await groups.expand(group)).addresses,
+    mayPost: (group, sender) => groups.mayPost(group, sender),
     authenticate,
     async flush(address?: Address) {
       await cache.flush(address === undefined ? undefined : resolver.key(address) ?? undefined);

@@ -88,6 +88,9 @@ export const INETORGPERSON: Profile = {
 
 export const PROFILES: Readonly<Record<string, Profile>> = { qmail: QMAIL, inetorgperson: INETORGPERSON };
 
+/** Member attributes of groupOfNames and groupOfUniqueNames (core schema), honoured in every profile. */
+export const GROUP_OF_NAMES_MEMBERS = ['member', 'uniqueMember'] as const;
+
 /** Every attribute a recipient lookup asks for. */
 export function recipientAttributes(profile: Profile): string[] {
   const names = [
@@ -95,6 +98,7 @@ export function recipientAttributes(profile: Profile): string[] {
     profile.program, profile.dotMode, profile.deliveryMode, profile.replyText, profile.status,
     profile.quotaSize, profile.quotaCount, profile.sizeMax, ...profile.uidNumber, 'objectClass',
     ...(profile.groupClass === null ? [] : Object.values(profile.group)),
+    ...GROUP_OF_NAMES_MEMBERS,
   ];
   return [...new Set(names.filter((n): n is string => n !== null))];
 }

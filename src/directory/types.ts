@@ -105,6 +105,10 @@ export interface Directory {
   lookup(address: Address): Promise<Lookup>;
   /** Check a login; throws a temporary MailError when the directory cannot answer. */
   authenticate(login: string, password: string): Promise<LoginResult>;
+  /** The addresses a group distributes to (nested groups expanded, de-duplicated, capped); temporary MailError on directory trouble. */
+  expandGroup(group: GroupResolution): Promise<readonly string[]>;
+  /** May `sender` post to `group` (members-only lists)? */
+  mayPost(group: GroupResolution, sender: Address | null): Promise<boolean>;
   /** Drop one address from every cache tier, or everything when no address is given. */
   flush(address?: Address): Promise<void>;
   close(): Promise<void>;

@@ -99,7 +99,9 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       return;
     }
     const t = transaction(session);
-    policy.checkRecipient(client(session), recipient, t.declaredSize).then((accepted) => {
+    const from = session.envelope.mailFrom;
+    const sender = from === false || from.address === '' ? null : parseAddress(from.address);
+    policy.checkRecipient(client(session), sender, recipient, t.declaredSize).then((accepted) => {
       t.resolutions.set(formatAddress(recipient).toLowerCase(), accepted.resolution);
       callback();
     }, (err: unknown) => fail(callback, err, session, 'recipient', { recipient: formatAddress(recipient) }));

@@ -15,7 +15,7 @@ export interface RecipientAccepted {
 export interface Policy {
   checkSender(client: ClientInfo, sender: Address | null): Promise<void>;
   /** `size` is the SIZE= of MAIL FROM when the client gave one. */
-  checkRecipient(client: ClientInfo, recipient: Address, size: number | null): Promise<RecipientAccepted>;
+  checkRecipient(client: ClientInfo, sender: Address | null, recipient: Address, size: number | null): Promise<RecipientAccepted>;
 }
 
 /** "over" when the Maildir cannot take `size` more bytes (Maildir++ quota). */
@@ -39,7 +39,7 @@ export function createPolicy(config: Config, deps: PolicyDeps): Policy {
       // Sender checks (SPF, sender ownership after AUTH) come with later issues.
     },
 
-    async checkRecipient(client, recipient, size) {
+    async checkRecipient(client, sender, recipient, size) {
       if (deps.srs !== null && recipient.domain === deps.srs.domain && isSrs(recipient.local)) {
         // A bounce (or reply) to a sender we rewrote: accepted only with our own valid, fresh hash.
         const reversed = srsReverse(recipient, deps.srs, dayNumber((deps.clock ?? Date.now)()));
@@ -53,6 +53,9 @@ export function createPolicy(config: Config, deps: PolicyDeps): Policy {
       const resolution = await deps.directory.resolveRecipient(recipient);
       const refusal = recipientVerdict(resolution, size);
       if (refusal !== null) throw refusal;
+      if (resolution.kind === 'group' && !(await deps.directory.mayPost(resolution, sender))) {
+        throw permanent('5.7.2', 'only members may post to this list', undefined, 550);
+      }
       if (resolution.kind === 'mailbox' && resolution.local && resolution.delivery.local &&
         (resolution.quota.bytes !== null || resolution.quota.count !== null)) {
         // Never 5xx for quota at RCPT: the mailbox may be emptied before the sender retries.

@@ -1,8 +1,8 @@
 // Pure: where one recipient's copy goes, given what the directory says about it (the qmail-ldap
 // semantics of deliveryMode, mailHost and forwarding in one place) or, for a domain that is not
 // ours, which next hop takes it. No I/O, no clock.
-import type { Quota, Resolution } from '../directory/types.ts';
-import { type MailError, permanent, temporary } from '../mail.ts';
+import type { GroupResolution, Quota, Resolution } from '../directory/types.ts';
+import { type MailError, permanent } from '../mail.ts';
 
 /** The next SMTP hop: the domain's MX, the configured smarthost, or another cluster node (mailHost). */
 export type Hop =
@@ -15,6 +15,7 @@ export type Plan =
   | { readonly to: 'forward'; readonly recipients: readonly string[] }
   | { readonly to: 'smtp'; readonly hop: Hop }
   | { readonly to: 'reply'; readonly text: string; readonly dn: string; readonly addresses: readonly string[] }
+  | { readonly to: 'group'; readonly group: GroupResolution }
   | { readonly to: 'drop'; readonly reason: string }
   | { readonly to: 'fail'; readonly error: MailError };
 
@@ -28,7 +29,8 @@ export function planDelivery(resolution: Resolution): Plan[] {
     case 'forward':
       return [{ to: 'forward', recipients: resolution.forwards }];
     case 'group':
-      return [{ to: 'fail', error: temporary('4.3.0', 'group distribution is not available yet') }];
+      // The group runs instead of every other instruction (§3.11), wherever its mailHost points.
+      return [{ to: 'group', group: resolution }];
     case 'mailbox': {
       // The owner re-resolves and applies quota, forwards and replies itself (§4.2).
       if (!resolution.local && resolution.mailHost !== null) return [{ to: 'smtp', hop: { via: 'cluster', host: resolution.mailHost } }];
