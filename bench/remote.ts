@@ -74,7 +74,7 @@ async function run(domains: number): Promise<Record<string, number>> {
   const before = await sink.stats();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const runner = startDelivery(config, { queue, directory, deliverToMaildir: createDeliverToMaildir(), ...remote, srs: null, replies: diskReplyMemory(join(dir, 'autoreply')), log });
+  const runner = startDelivery(config, { queue, directory, deliverToMaildir: createDeliverToMaildir(), ...remote, srs: null, replies: diskReplyMemory(join(dir, 'autoreply')), programs: null, log });
   let after = before;
   while (after.messages - before.messages < MESSAGES) {
     await new Promise((r) => setTimeout(r, 20));

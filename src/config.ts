@@ -171,6 +171,15 @@ export const configSchema = z.strictObject({
     /** Messages per connection before it is closed; 0: no limit. */
     connectionReuseLimit: z.number().int().min(0).default(100),
   }).prefault({}),
+  programs: z.strictObject({
+    /** Run deliveryProgramPath lines at all (qmail-ldap's allowPrograms; off by default). */
+    enabled: z.boolean().default(false),
+    /** Absolute paths of the programs that may run; any other line fails permanently (5.3.5). */
+    allow: z.array(z.string().regex(/^\/[^\s]*$/, 'expected an absolute path')).default([]),
+    /** The unprivileged user (name or uid:gid) programs run as; never root. */
+    user: z.string().default('nobody'),
+    timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
+  }).prefault({}),
   autoreply: z.strictObject({
     /** One auto-reply per sender and reply text within this period (qmail-reply: 14 days). */
     periodSeconds: z.number().int().min(1).default(604_800),

@@ -3,9 +3,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Config } from './config.ts';
+import { ConfigError, type Config } from './config.ts';
 import { startDelivery, type Runner } from './deliver/index.ts';
 import { createDeliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
+import { unprivilegedUser } from './deliver/program.ts';
 import { createRemote } from './deliver/remote.ts';
 import { diskReplyMemory, redisReplyMemory } from './deliver/reply-memory.ts';
 import { sharedRecalculations } from './deliver/quota.ts';
@@ -45,8 +46,18 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), srs, log });
   const servers: Record<string, Server> = {};
   const remote = createRemote(settled);
+  let programs: { uid: number; gid: number } | null = null;
+  if (settled.programs.enabled) {
+    try {
+      programs = unprivilegedUser(settled.programs.user);
+    } catch (err) {
+      await queue.close();
+      await directory.close();
+      throw new ConfigError([`programs.user: ${(err as Error).message}`]);
+    }
+  }
   const replies = settled.cache.redis === '' ? diskReplyMemory(join(settled.spool, 'autoreply')) : redisReplyMemory(settled.cache, log);
-  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, sweepTmp, log });
+  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, programs, sweepTmp, log });
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
   } catch (err) {

@@ -14,6 +14,7 @@ import { composeReply, REPLY_FIELDS, replyKey, whyNoReply } from '../route/autor
 import { dayNumber, isSrs, srsForward, srsReverse, type SrsKeys } from '../route/srs.ts';
 import { headerValues, headerValuesOf } from './headers.ts';
 import type { HostResolver, NextHop } from './mx.ts';
+import { programArgv, runProgram } from './program.ts';
 import type { ReplyMemory } from './reply-memory.ts';
 import { Semaphore } from './semaphore.ts';
 import type { SmtpAgent } from './smtp.ts';
@@ -35,6 +36,8 @@ export interface DeliveryDeps {
   srs: SrsKeys | null;
   /** Who got an auto-reply lately. */
   replies: ReplyMemory;
+  /** The user programs run as; null when programs are off. */
+  programs: { uid: number; gid: number } | null;
   /** Removes old debris from a Maildir's tmp/; run once per Maildir after the first delivery there. */
   sweepTmp?: (maildir: string) => Promise<number>;
   log: Logger;
@@ -159,7 +162,9 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         group.pairs.push({ recipient, target });
         return null;
       }
-      for (const plan of plans) await follow(plan, attempt, recipient);
+      for (const plan of plans) {
+        if ((await follow(plan, attempt, recipient)) === 'stop') break;
+      }
       log.info({ queueId: message.id, recipient: rcpt, plans: plans.map((p) => p.to) }, 'delivered');
       return { recipient, ok: true };
     } catch (err) {
@@ -229,7 +234,8 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
     }
   }
 
-  async function follow(plan: Plan, attempt: Attempt, recipient: Address): Promise<void> {
+  /** Carries out one instruction; 'stop' when a program asked to skip the rest (exit 99). */
+  async function follow(plan: Plan, attempt: Attempt, recipient: Address): Promise<'stop' | void> {
     const { message, deliveredTo, body } = attempt;
     const rcpt = formatAddress(recipient).toLowerCase();
     switch (plan.to) {
@@ -263,6 +269,25 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         );
         log.info({ queueId: message.id, recipient: rcpt, expansionQueueId: id, members: members.length }, 'list expanded');
         return;
+      }
+      case 'program': {
+        if (deps.programs === null) {
+          log.warn({ queueId: message.id, recipient: rcpt }, 'deliveryProgramPath ignored: programs.enabled is false');
+          return;
+        }
+        const argv = programArgv(plan.line, config.programs.allow);
+        if (!Array.isArray(argv)) throw argv;
+        const sender = message.envelope.sender === null ? '' : formatAddress(message.envelope.sender);
+        const at = rcpt.lastIndexOf('@');
+        const { stop } = await runProgram({
+          argv, ...deps.programs, timeoutMs: config.programs.timeoutSeconds * 1000, cwd: '/',
+          env: {
+            PATH: '/usr/local/bin:/usr/bin:/bin', SENDER: sender, RECIPIENT: rcpt, LOCAL: rcpt.slice(0, at), HOST: rcpt.slice(at + 1),
+            HOME: plan.mailbox, EXT: plan.extension ?? '', DTLINE: `Delivered-To: ${rcpt}\n`, RPLINE: `Return-Path: <${sender}>\n`,
+          },
+        }, body());
+        log.info({ queueId: message.id, recipient: rcpt, program: argv[0], stop }, 'program delivered');
+        return stop ? 'stop' : undefined;
       }
       case 'reply':
         // An auto-reply never decides the delivery's outcome: its problems are logged only.

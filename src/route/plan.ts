@@ -16,6 +16,7 @@ export type Plan =
   | { readonly to: 'smtp'; readonly hop: Hop }
   | { readonly to: 'reply'; readonly text: string; readonly dn: string; readonly addresses: readonly string[] }
   | { readonly to: 'group'; readonly group: GroupResolution }
+  | { readonly to: 'program'; readonly line: string; readonly mailbox: string; readonly extension: string | null }
   | { readonly to: 'drop'; readonly reason: string }
   | { readonly to: 'fail'; readonly error: MailError };
 
@@ -38,6 +39,10 @@ export function planDelivery(resolution: Resolution): Plan[] {
       // qmail-ldap runs the auto-responder first; it does not count as a delivery (§3.5).
       if (resolution.delivery.reply && resolution.replyText !== null) {
         plans.push({ to: 'reply', text: resolution.replyText, dn: resolution.dn, addresses: resolution.addresses });
+      }
+      // Then programs, the mailbox, and the forwards last (qmail-local injects them at the end).
+      if (resolution.delivery.program) {
+        for (const line of resolution.programs) plans.push({ to: 'program', line, mailbox: resolution.mailbox, extension: resolution.extension });
       }
       if (resolution.delivery.local) {
         plans.push({ to: 'maildir', maildir: resolution.mailbox, quota: resolution.quota, sizeMax: resolution.sizeMax });

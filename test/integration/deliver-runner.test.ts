@@ -34,7 +34,7 @@ test('a queued message whose file is gone is deferred with 4.3.0, its lease rele
   };
   const id = await queue.accept(envelope, Readable.from([Buffer.from('Subject: gone\r\n\r\nbody\r\n')]));
   unlinkSync(join(config.spool, 'mess', id));
-  const runner = startDelivery(config, { queue, directory, deliverToMaildir, ...createRemote(config), srs: null, replies: diskReplyMemory(join(config.spool, 'autoreply')), log });
+  const runner = startDelivery(config, { queue, directory, deliverToMaildir, ...createRemote(config), srs: null, replies: diskReplyMemory(join(config.spool, 'autoreply')), programs: null, log });
   try {
     const todoFile = join(config.spool, 'todo', `${id}.json`);
     const todo = await waitFor('the attempt to be recorded', async () => {
