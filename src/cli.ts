@@ -1,18 +1,21 @@
 #!/usr/bin/env node
-// The ldapmta command: serve, check-config, lookup ADDRESS [--json], cache flush [ADDRESS].
+// The ldapmta command: serve, check-config, lookup ADDRESS [--json], cache flush [ADDRESS],
+// queue list|show|flush|retry|delete|bounce (through the running server's admin API).
 // Parses arguments and prints; all work is done by the parts main.ts and directory/ build.
 import { parseArgs } from 'node:util';
-import { ConfigError, configPath, loadConfig, type Config } from './config.ts';
+import { ConfigError, configPath, loadConfig, parseHostPort, type Config } from './config.ts';
 import { createDirectory } from './directory/index.ts';
 import type { Lookup } from './directory/types.ts';
 import { createLogger, type Logger } from './log.ts';
 import { MailError, parseAddress } from './mail.ts';
 import { start } from './main.ts';
+import type { QueueEntryView } from './queue/types.ts';
 
 // sysexits(3), as Postfix and qmail tools use them.
 const EX_OK = 0;
 const EX_NOTFOUND = 1;
 const EX_USAGE = 64;
+const EX_UNAVAILABLE = 69;
 const EX_TEMPFAIL = 75;
 const EX_CONFIG = 78;
 
@@ -20,7 +23,13 @@ const USAGE = `usage: ldapmta <command> [--config FILE]
   serve                   run the server (LDAPMTA_CONFIG or --config names the YAML file)
   check-config            validate the configuration and print it with secrets hidden
   lookup ADDRESS [--json] resolve an address through the directory and its cache
-  cache flush [ADDRESS]   drop one address, or every entry, from the lookup cache`;
+  cache flush [ADDRESS]   drop one address, or every entry, from the lookup cache
+  queue list [--json]     the queued messages and their recipients (as mailq)
+  queue show ID [--json]  one queued message
+  queue flush [ID]        try every deferred message (or one) now
+  queue retry ID          the same for one message
+  queue delete ID         remove a message without a bounce
+  queue bounce ID         return a message to its sender now (5.0.0)`;
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -55,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
     case 'lookup':
       if (rest.length !== 1) return usage('lookup takes exactly one ADDRESS');
       return lookup(config, rest[0]!, parsed.values.json === true);
+    case 'queue':
+      return queueCommand(config, rest, parsed.values.json === true);
     case 'cache':
       if (rest[0] !== 'flush' || rest.length > 2) return usage('expected: cache flush [ADDRESS]');
       return flush(config, rest[1]);
@@ -93,6 +104,7 @@ function checkConfig(config: Config): number {
   if (shown.directory.bindPassword !== '') shown.directory.bindPassword = '[set]';
   if (shown.delivery.smarthostPassword !== '') shown.delivery.smarthostPassword = '[set]';
   if (shown.srs.secret !== '') shown.srs.secret = '[set]';
+  if (shown.admin.token !== '') shown.admin.token = '[set]';
   shown.srs.oldSecrets = shown.srs.oldSecrets.map(() => '[set]');
   if (shown.cache.redis !== '') shown.cache.redis = shown.cache.redis.replace(/\/\/[^@/]*@/, '//[credentials]@');
   process.stdout.write(`configuration is valid\n${JSON.stringify(shown, null, 2)}\n`);
@@ -168,6 +180,76 @@ async function flush(config: Config, text: string | undefined): Promise<number> 
   } finally {
     await directory.close();
   }
+}
+
+/** `ldapmta queue …` over the admin API of the server this config describes. */
+async function queueCommand(config: Config, args: string[], json: boolean): Promise<number> {
+  const [verb, id, extra] = args;
+  if (extra !== undefined) return usage('too many arguments');
+  const needsId = verb === 'show' || verb === 'retry' || verb === 'delete' || verb === 'bounce';
+  if (needsId && id === undefined) return usage(`queue ${verb} takes a queue ID`);
+  const request: Record<string, [string, string]> = {
+    list: ['GET', '/queue'],
+    show: ['GET', `/queue/${id}`],
+    flush: ['POST', id === undefined ? '/queue/flush' : `/queue/${id}/flush`],
+    retry: ['POST', `/queue/${id}/flush`],
+    delete: ['DELETE', `/queue/${id}`],
+    bounce: ['POST', `/queue/${id}/bounce`],
+  };
+  const chosen = verb === undefined ? undefined : request[verb];
+  if (chosen === undefined || (verb === 'list' && id !== undefined)) return usage('expected: queue list|show ID|flush [ID]|retry ID|delete ID|bounce ID');
+  const where = config.listen.admin === '' ? null : parseHostPort(config.listen.admin);
+  if (where === null) {
+    process.stderr.write('ldapmta: listen.admin is not set: the queue commands talk to the running server through it\n');
+    return EX_CONFIG;
+  }
+  const host = where.host === '0.0.0.0' ? '127.0.0.1' : where.host === '::' ? '::1' : where.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${where.port}${encodeURI(chosen[1])}`;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: chosen[0],
+      headers: config.admin.token === '' ? {} : { authorization: `Bearer ${config.admin.token}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    process.stderr.write(`ldapmta: cannot reach the server at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
+    return EX_UNAVAILABLE;
+  }
+  const body = await response.json().catch(() => ({})) as Record<string, unknown>;
+  if (response.status === 404) {
+    process.stderr.write(`ldapmta: ${String(body.error ?? 'not found')}\n`);
+    return EX_NOTFOUND;
+  }
+  if (!response.ok) {
+    process.stderr.write(`ldapmta: the server answered ${response.status}: ${String(body.error ?? '')}\n`);
+    return response.status === 401 ? EX_CONFIG : EX_TEMPFAIL;
+  }
+  if (json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+  else if (verb === 'list') process.stdout.write(describeQueue((body.messages ?? []) as QueueEntryView[]));
+  else if (verb === 'show') process.stdout.write(describeQueue([body as unknown as QueueEntryView]));
+  else if (verb === 'flush' && id === undefined) process.stdout.write(`${String(body.flushed)} message(s) scheduled for delivery now\n`);
+  else process.stdout.write(`${id}: ${verb === 'retry' || verb === 'flush' ? 'scheduled for delivery now' : verb === 'delete' ? 'deleted' : 'returned to the sender'}\n`);
+  return EX_OK;
+}
+
+/** mailq-style lines: one per message, one per recipient not yet delivered. Pure. */
+export function describeQueue(messages: readonly QueueEntryView[]): string {
+  if (messages.length === 0) return 'Mail queue is empty\n';
+  const lines: string[] = [];
+  let pending = 0;
+  for (const m of messages) {
+    lines.push(`${m.id}${m.active ? '*' : ' '} ${String(m.size).padStart(9)} ${m.queuedAt}  <${m.sender}>`);
+    for (const r of m.recipients) {
+      if (r.state === 'delivered') continue;
+      if (r.state === 'pending') pending++;
+      const why = r.lastError === null ? '' : `  (${r.lastError.status} ${r.lastError.text.replace(/\s+/g, ' ').slice(0, 160)})`;
+      const when = r.state === 'pending' ? `, next ${r.nextAttempt}` : '';
+      lines.push(`    ${r.address}  ${r.state}, ${r.attempts} attempt(s)${when}${why}`);
+    }
+  }
+  lines.push(`-- ${messages.length} message(s), ${pending} recipient(s) pending (* = being delivered now)`);
+  return `${lines.join('\n')}\n`;
 }
 
 main(process.argv.slice(2)).then((code) => {

@@ -129,6 +129,8 @@ export const configSchema = z.strictObject({
     retryMinSeconds: z.number().int().min(1).default(60),
     /** The longest wait between retries (Postfix's maximal_backoff_time). */
     retryMaxSeconds: z.number().int().min(1).default(3600),
+    /** One "still trying" DSN to the sender after this long; 0 never (Postfix's delay_warning_time, here on by default). */
+    delayWarningSeconds: z.number().int().min(0).default(14_400),
   }).prefault({}),
   directory: directorySchema.prefault({}),
   cache: cacheSchema.prefault({}),
@@ -170,6 +172,10 @@ export const configSchema = z.strictObject({
     connectionCacheSeconds: z.number().min(0).max(300).default(2),
     /** Messages per connection before it is closed; 0: no limit. */
     connectionReuseLimit: z.number().int().min(0).default(100),
+  }).prefault({}),
+  admin: z.strictObject({
+    /** Bearer token for the admin HTTP API; required when listen.admin is not a loopback address. */
+    token: z.string().default(''),
   }).prefault({}),
   programs: z.strictObject({
     /** Run deliveryProgramPath lines at all (qmail-ldap's allowPrograms; off by default). */
@@ -324,7 +330,7 @@ function readSecretFiles(node: Record<string, unknown>, problems: string[], pref
   }
 }
 
-const SECRET_KEYS = new Set(['bindPassword', 'redis', 'smarthostPassword', 'secret']);
+const SECRET_KEYS = new Set(['bindPassword', 'redis', 'smarthostPassword', 'secret', 'token']);
 
 function readSecret(file: string): string {
   return readFileSync(file, 'utf8').replace(/\r?\n$/, '');

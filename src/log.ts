@@ -8,7 +8,7 @@ export type { Logger };
 export const REDACTED_PATHS = [
   'password', '*.password', 'bindPassword', '*.bindPassword', '*.*.bindPassword',
   'credentials', '*.credentials', 'userPassword', '*.userPassword',
-  'smarthostPassword', '*.smarthostPassword', '*.*.smarthostPassword', 'secret', '*.secret', '*.*.secret', 'oldSecrets', '*.oldSecrets',
+  'smarthostPassword', '*.smarthostPassword', '*.*.smarthostPassword', 'secret', '*.secret', '*.*.secret', 'oldSecrets', '*.oldSecrets', 'token', '*.token',
 ];
 
 export interface LogOptions {

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, type Config } from './config.ts';
+import { ConfigError, parseHostPort, type Config } from './config.ts';
 import { startDelivery, type Runner } from './deliver/index.ts';
 import { createDeliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
 import { unprivilegedUser } from './deliver/program.ts';
@@ -11,6 +11,7 @@ import { createRemote } from './deliver/remote.ts';
 import { diskReplyMemory, redisReplyMemory } from './deliver/reply-memory.ts';
 import { sharedRecalculations } from './deliver/quota.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
+import { isLoopback, startAdmin } from './listen/admin.ts';
 import { startSmtp, type Server } from './listen/index.ts';
 import type { Logger } from './log.ts';
 import { createPolicy } from './policy/index.ts';
@@ -39,6 +40,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const queue = await createQueue({
     dir: settled.spool, lifetimeSeconds: settled.queue.lifetimeSeconds, hostname: settled.hostname,
     retryMinSeconds: settled.queue.retryMinSeconds, retryMaxSeconds: settled.queue.retryMaxSeconds,
+    delayWarningSeconds: settled.queue.delayWarningSeconds,
   }, { log: log.child({ component: 'queue' }) });
   const srs = srsKeys(settled);
   // One set of quota recalculations in progress, shared by the RCPT check and the delivery agent.
@@ -60,7 +62,15 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, programs, sweepTmp, log });
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
+    if (settled.listen.admin !== '') {
+      const where = parseHostPort(settled.listen.admin)!;
+      if (!isLoopback(where.host) && settled.admin.token === '') {
+        throw new ConfigError(['admin.token: required when listen.admin is not a loopback address']);
+      }
+      servers.admin = await startAdmin(where, { queue, token: settled.admin.token, log });
+    }
   } catch (err) {
+    await Promise.all(Object.values(servers).map((server) => server.close()));
     await runner.stop();
     await remote.smtp.close();
     await replies.close();

@@ -21,6 +21,8 @@ export interface BounceInput {
   /** The original header block (possibly cut short), any line ending. */
   readonly originalHeaders: string;
   readonly now: Date;
+  /** A delay warning (RFC 3464 Action: delayed) instead of a failure report: until when retries go on. */
+  readonly delayedUntil?: Date;
 }
 
 const CRLF = '\r\n';
@@ -59,13 +61,25 @@ function lines(text: string): string[] {
 
 /** The whole bounce message, headers and body, with CRLF line endings. */
 export function composeBounce(input: BounceInput): Buffer {
-  const { hostname, queueId, now } = input;
+  const { hostname, queueId, now, delayedUntil } = input;
+  const delayed = delayedUntil !== undefined;
   const human = [
     `This is the mail system at host ${hostname}.`,
     '',
-    'I am sorry to inform you that your message could not be delivered',
-    'to one or more recipients. The reasons are listed below; the headers',
-    'of your message are attached.',
+    ...(delayed ? [
+      '####################################################################',
+      '# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #',
+      '####################################################################',
+      '',
+      'Your message could not be delivered yet to one or more recipients.',
+      `The mail system will keep trying until ${rfc5322Date(delayedUntil)}.`,
+      'The reasons so far are listed below; the headers of your message',
+      'are attached.',
+    ] : [
+      'I am sorry to inform you that your message could not be delivered',
+      'to one or more recipients. The reasons are listed below; the headers',
+      'of your message are attached.',
+    ]),
     '',
     'For further assistance, please contact the postmaster of this host',
     'and include this report.',
@@ -79,9 +93,10 @@ export function composeBounce(input: BounceInput): Buffer {
     ...input.failed.flatMap((f) => [
       '',
       `Final-Recipient: ${addressField(f.address)}`,
-      'Action: failed',
-      `Status: ${/^[245]\.\d{1,3}\.\d{1,3}$/.test(f.status) ? f.status : '5.0.0'}`,
+      `Action: ${delayed ? 'delayed' : 'failed'}`,
+      `Status: ${/^[245]\.\d{1,3}\.\d{1,3}$/.test(f.status) ? f.status : delayed ? '4.0.0' : '5.0.0'}`,
       `Diagnostic-Code: ${diagnostic(f)}`,
+      ...(delayed ? [`Will-Retry-Until: ${rfc5322Date(delayedUntil)}`] : []),
     ]),
   ];
   const headers = lines(input.originalHeaders);
@@ -94,9 +109,9 @@ export function composeBounce(input: BounceInput): Buffer {
   const message = [
     `From: Mail Delivery System <MAILER-DAEMON@${hostname}>`,
     `To: <${formatAddress(input.sender)}>`,
-    'Subject: Undelivered Mail Returned to Sender',
+    `Subject: ${delayed ? 'Delayed Mail (still being retried)' : 'Undelivered Mail Returned to Sender'}`,
     `Date: ${rfc5322Date(now)}`,
-    `Message-ID: <${queueId}.bounce.${now.getTime().toString(36)}@${hostname}>`,
+    `Message-ID: <${queueId}.${delayed ? 'delay' : 'bounce'}.${now.getTime().toString(36)}@${hostname}>`,
     'Auto-Submitted: auto-replied',
     'MIME-Version: 1.0',
     `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,

@@ -10,8 +10,8 @@ import { composeBounce } from './bounce.ts';
 import { BodyStreamError, diskError, DirSync, readHeaders, writeBodyFile, writeFileSynced } from './disk.ts';
 import { isMessageId, newMessageId } from './id.ts';
 import { layout, recover } from './recover.ts';
-import { applyOutcomes, encodeTodo, newTodo, pendingOf, sameAddress, type TodoState } from './state.ts';
-import type { Queue, QueueConfig, QueuedMessage } from './types.ts';
+import { applyOutcomes, duePending, encodeTodo, failPending, newTodo, pendingOf, sameAddress, type TodoState } from './state.ts';
+import type { Queue, QueueConfig, QueueControl, QueuedMessage, QueueEntryView } from './types.ts';
 
 export interface QueueDeps {
   readonly log: Logger;
@@ -31,7 +31,7 @@ export interface QueueStats {
  */
 export type BodySource = Readable | ((id: MessageId) => Readable);
 
-export type DiskQueue = Queue & {
+export type DiskQueue = Queue & QueueControl & {
   accept(envelope: Envelope, body: BodySource): Promise<MessageId>;
   stats(): QueueStats;
 };
@@ -44,6 +44,8 @@ interface Entry {
   finishing: boolean;
   /** Settles and the final clean-up of one message run one after the other. */
   chain: Promise<void>;
+  /** An administrator's delete or bounce that waits for the attempt in flight to settle. */
+  doom: 'delete' | 'bounce' | null;
 }
 
 const HOLD_AFTER_ERROR_MS = 60_000;
@@ -107,7 +109,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       await rename(tmpTodo, todoPath(id));
       stage = 'todo';
       await todoSync.sync();
-      index.set(id, { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve() });
+      index.set(id, { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve(), doom: null });
       accepted++;
       const to = envelope.recipients.map(formatAddress);
       mlog.info({ from: envelope.sender === null ? '<>' : formatAddress(envelope.sender), to, size }, 'queued');
@@ -154,11 +156,11 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
   }
 
   /** Nothing pending: queue the bounce if one is owed, then delete todo/ and then mess/. */
-  async function finish(entry: Entry): Promise<void> {
+  async function finish(entry: Entry, options: { bounce: boolean } = { bounce: true }): Promise<void> {
     const { todo } = entry;
     if (index.get(todo.id) !== entry) return; // already finished
     const mlog = log.child({ queueId: todo.id });
-    const failed = todo.recipients.filter((r) => r.state === 'failed');
+    const failed = options.bounce ? todo.recipients.filter((r) => r.state === 'failed') : [];
     const { sender } = todo.envelope;
     if (failed.length > 0 && sender === null) {
       mlog.error({ to: failed.map((r) => formatAddress(r.address)), errors: failed.map((r) => r.lastError) },
@@ -197,6 +199,28 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     });
   }
 
+  /** Once per message, past queue.delayWarningSeconds: a delay DSN to the sender for the recipients still deferred. */
+  async function warnIfDelayed(todo: TodoState, now: number): Promise<TodoState> {
+    const after = (config.delayWarningSeconds ?? 0) * 1000;
+    const { sender } = todo.envelope;
+    if (after <= 0 || todo.warned === true || sender === null || now - todo.queuedAt < after) return todo;
+    const delayed = pendingOf(todo).filter((r) => r.lastError !== null);
+    if (delayed.length === 0) return todo;
+    const headers = await readHeaders(messPath(todo.id)).catch(() => '');
+    const bytes = composeBounce({
+      hostname: config.hostname, queueId: todo.id, sender, arrivalDate: todo.envelope.receivedAt, originalHeaders: headers,
+      now: new Date(now), delayedUntil: new Date(todo.queuedAt + config.lifetimeSeconds * 1000),
+      failed: delayed.map((r) => ({ address: r.address, status: r.lastError!.status, text: r.lastError!.text, ...(r.lastError!.reply === undefined ? {} : { reply: r.lastError!.reply }) })),
+    });
+    const warningId = await acceptOne({
+      sender: null, recipients: [sender], receivedAt: new Date(now),
+      client: { ip: '127.0.0.1', helo: config.hostname, user: null, tls: false },
+    }, Readable.from([bytes]));
+    log.info({ queueId: todo.id, warningId, to: formatAddress(sender), delayed: delayed.length }, 'delay warning queued');
+    notify(warningId);
+    return { ...todo, warned: true };
+  }
+
   async function settleOne(entry: Entry, outcomes: readonly Outcome[]): Promise<void> {
     const now = clock();
     const mlog = log.child({ queueId: entry.todo.id });
@@ -204,9 +228,21 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       mlog.warn('settle for a message already finished; ignored');
       return;
     }
-    const { todo, ignored, expired } = applyOutcomes(entry.todo, outcomes, now, config.lifetimeSeconds, retry);
+    const applied = applyOutcomes(entry.todo, outcomes, now, config.lifetimeSeconds, retry);
+    const { ignored, expired } = applied;
+    let { todo } = applied;
     if (ignored.length > 0) mlog.warn({ to: ignored.map(formatAddress) }, 'outcome for a recipient that is not pending; ignored');
     if (expired.length > 0) mlog.warn({ to: expired.map(formatAddress) }, 'delivery time expired');
+    if (entry.doom === 'delete') {
+      entry.todo = todo;
+      entry.leased = false;
+      entry.finishing = true;
+      await finish(entry, { bounce: false });
+      mlog.warn('deleted by the administrator');
+      return;
+    }
+    if (entry.doom === 'bounce') todo = failPending(todo, '5.0.0', 'returned to the sender by the administrator');
+    else if (pendingOf(todo).length > 0) todo = await warnIfDelayed(todo, now);
     // Nothing pending and no bounce owed: finish at once. Removing todo/ records the end as durably
     // as rewriting it would, and a crash before that only repeats deliveries (at least once). When
     // a bounce is owed the state is written first, so a crash after it is queued repeats nothing.
@@ -244,6 +280,47 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       if (bounceOwed) await finishing();
       else void serialize(entry, finishing);
     }
+  }
+
+  /**
+   * An administrator's delete (no bounce) or bounce (5.0.0 for every pending recipient). A message
+   * being delivered is doomed and handled when its attempt settles; false when no such message.
+   */
+  async function doom(id: MessageId, what: 'delete' | 'bounce'): Promise<boolean> {
+    const entry = index.get(id);
+    if (entry === undefined || entry.finishing) return false;
+    entry.doom = what;
+    if (entry.leased) return true;
+    entry.finishing = true; // from now on due() passes it over
+    await serialize(entry, async () => {
+      if (index.get(id) !== entry) return;
+      if (what === 'delete') {
+        await finish(entry, { bounce: false });
+        log.warn({ queueId: id }, 'deleted by the administrator');
+        return;
+      }
+      entry.todo = failPending(entry.todo, '5.0.0', 'returned to the sender by the administrator');
+      if (entry.todo.envelope.sender !== null) await persist(entry.todo);
+      await finish(entry);
+      log.warn({ queueId: id }, 'returned to the sender by the administrator');
+    });
+    return true;
+  }
+
+  function view(entry: Entry): QueueEntryView {
+    const { todo } = entry;
+    return {
+      id: todo.id,
+      sender: todo.envelope.sender === null ? '' : formatAddress(todo.envelope.sender),
+      queuedAt: new Date(todo.queuedAt).toISOString(),
+      size: todo.size,
+      active: entry.leased,
+      warned: todo.warned === true,
+      recipients: todo.recipients.map((r) => ({
+        address: formatAddress(r.address), state: r.state, attempts: r.attempts,
+        nextAttempt: new Date(r.nextAttempt).toISOString(), lastError: r.lastError,
+      })),
+    };
   }
 
   const queue: DiskQueue = {
@@ -287,6 +364,36 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       listeners.push(listener);
     },
 
+    list(): QueueEntryView[] {
+      return [...index.values()].map(view);
+    },
+
+    show(id: MessageId): QueueEntryView | null {
+      const entry = index.get(id);
+      return entry === undefined ? null : view(entry);
+    },
+
+    flush(id?: MessageId): number {
+      const now = clock();
+      let kicked = 0;
+      for (const entry of id === undefined ? index.values() : [index.get(id)].filter((e): e is Entry => e !== undefined)) {
+        if (entry.finishing || pendingOf(entry.todo).length === 0) continue;
+        entry.todo = duePending(entry.todo, now);
+        entry.holdUntil = 0;
+        kicked++;
+      }
+      if (kicked > 0) for (const listener of listeners) listener();
+      return kicked;
+    },
+
+    async remove(id: MessageId): Promise<boolean> {
+      return doom(id, 'delete');
+    },
+
+    async bounce(id: MessageId): Promise<boolean> {
+      return doom(id, 'bounce');
+    },
+
     async close(): Promise<void> {
       closed = true;
       while (inflight.size > 0) await Promise.allSettled([...inflight]);
@@ -296,7 +403,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
   };
 
   for (const todo of await recover(dirs, log)) {
-    index.set(todo.id, { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve() });
+    index.set(todo.id, { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve(), doom: null });
   }
   for (const entry of index.values()) if (pendingOf(entry.todo).length === 0) void startFinish(entry);
   return queue;

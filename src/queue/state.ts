@@ -31,6 +31,8 @@ export interface TodoState {
   readonly size: number;
   readonly envelope: Envelope;
   readonly recipients: readonly RecipientRecord[];
+  /** A delay warning went to the sender already. */
+  readonly warned?: boolean;
 }
 
 const isoTime = z.iso.datetime().transform((s) => Date.parse(s));
@@ -52,6 +54,7 @@ const todoSchema = z.strictObject({
     nextAttempt: isoTime,
     lastError: z.strictObject({ status: z.string(), text: z.string(), reply: z.number().int().optional() }).nullable(),
   })).min(1),
+  warned: z.boolean().optional(),
 });
 
 export function newTodo(id: MessageId, envelope: Envelope, size: number, now: number): TodoState {
@@ -78,6 +81,7 @@ export function encodeTodo(todo: TodoState): string {
       address: { local: r.address.local, domain: r.address.domain },
       state: r.state, attempts: r.attempts, nextAttempt: iso(r.nextAttempt), lastError: r.lastError,
     })),
+    ...(todo.warned === true ? { warned: true } : {}),
   }, null, 1)}\n`;
 }
 
@@ -91,12 +95,25 @@ export function decodeTodo(text: string, id: MessageId): TodoState {
       ...(r.lastError.reply === undefined ? {} : { reply: r.lastError.reply }) },
   }));
   return {
-    id, queuedAt: parsed.queuedAt, size: parsed.size, recipients,
+    id, queuedAt: parsed.queuedAt, size: parsed.size, recipients, ...(parsed.warned === true ? { warned: true } : {}),
     envelope: {
       sender: parsed.envelope.sender, client: parsed.envelope.client,
       receivedAt: new Date(parsed.envelope.receivedAt), recipients: recipients.map((r) => r.address),
     },
   };
+}
+
+/** Every pending recipient failed for good with this status (the administrator's bounce). Pure. */
+export function failPending(todo: TodoState, status: string, text: string): TodoState {
+  return {
+    ...todo,
+    recipients: todo.recipients.map((r) => (r.state === 'pending' ? { ...r, state: 'failed' as const, lastError: { status, text } } : r)),
+  };
+}
+
+/** Every pending recipient due at `now` (a flush). Pure. */
+export function duePending(todo: TodoState, now: number): TodoState {
+  return { ...todo, recipients: todo.recipients.map((r) => (r.state === 'pending' && r.nextAttempt > now ? { ...r, nextAttempt: now } : r)) };
 }
 
 export function sameAddress(a: Address, b: Address): boolean {

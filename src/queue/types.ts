@@ -41,6 +41,38 @@ export interface Queue {
   stats?(): { accepted: number; dirSyncs: number };
 }
 
+/** One queued message as the admin API and `ldapmta queue` show it. */
+export interface QueueEntryView {
+  readonly id: MessageId;
+  /** The envelope sender; "" for the null sender. */
+  readonly sender: string;
+  readonly queuedAt: string;
+  readonly size: number;
+  /** An attempt is in flight right now. */
+  readonly active: boolean;
+  /** A delay warning was sent. */
+  readonly warned: boolean;
+  readonly recipients: readonly {
+    readonly address: string;
+    readonly state: 'pending' | 'delivered' | 'failed';
+    readonly attempts: number;
+    readonly nextAttempt: string;
+    readonly lastError: { readonly status: string; readonly text: string; readonly reply?: number } | null;
+  }[];
+}
+
+/** What an administrator may do to the queue (Postfix's postqueue/postsuper). */
+export interface QueueControl {
+  list(): QueueEntryView[];
+  show(id: MessageId): QueueEntryView | null;
+  /** Make the pending recipients of one message, or of all, due now; the number of messages. */
+  flush(id?: MessageId): number;
+  /** Remove a message without a bounce; false when there is no such message. */
+  remove(id: MessageId): Promise<boolean>;
+  /** Fail every pending recipient (5.0.0) and bounce to the sender; false when there is no such message. */
+  bounce(id: MessageId): Promise<boolean>;
+}
+
 export interface QueueConfig {
   /** The spool directory; created if missing. */
   readonly dir: string;
@@ -49,6 +81,8 @@ export interface QueueConfig {
   /** First retry wait and the cap of the doubling backoff (defaults 60 s and 3600 s). */
   readonly retryMinSeconds?: number;
   readonly retryMaxSeconds?: number;
+  /** After this long with recipients still deferred, one delay warning to the sender; 0 or absent: never. */
+  readonly delayWarningSeconds?: number;
   /** This node's name, for the bounce's From and Message-ID. */
   readonly hostname: string;
 }

@@ -122,3 +122,15 @@ test('bounce: empty original headers still make three parts', () => {
   const { parts } = parseDsn(composeBounce(input([bob], { originalHeaders: '' })));
   assert.equal(parts.length, 3);
 });
+
+test('a delay warning: Action delayed, the temporary status, Will-Retry-Until, its own subject; still a valid report', () => {
+  const until = new Date(Date.UTC(2026, 11, 5, 12));
+  const { top, parts } = parseDsn(composeBounce(input([{ address: parseAddress('far@remote.test'), status: '4.4.1', text: 'connection refused', reply: 451 }], { delayedUntil: until })));
+  assert.equal(top.headers.get('subject'), 'Delayed Mail (still being retried)');
+  assert.match(parts[0]!.body, /THIS IS A WARNING ONLY/);
+  assert.ok(parts[0]!.body.includes(`keep trying until ${rfc5322Date(until)}.`), parts[0]!.body);
+  const [, recipient] = statusGroups(parts[1]!.body);
+  assert.equal(recipient!.get('action'), 'delayed');
+  assert.equal(recipient!.get('status'), '4.4.1');
+  assert.equal(recipient!.get('will-retry-until'), rfc5322Date(until));
+});

@@ -99,3 +99,10 @@ for (const [code, status] of errors) {
     assert.equal(err.reply >= 400 && err.reply < 500, true);
   });
 }
+
+test('the delay-warning mark round-trips and is absent from files that never warned', () => {
+  const warned: TodoState = { ...fresh(), warned: true };
+  assert.deepEqual(decodeTodo(encodeTodo(warned), id), warned);
+  assert.doesNotMatch(encodeTodo(fresh()), /warned/);
+  assert.equal(decodeTodo(encodeTodo(fresh()), id).warned, undefined);
+});

@@ -1,0 +1,106 @@
+// The admin HTTP listener (listen.admin, loopback by default): the JSON queue API `ldapmta queue`
+// uses, and /healthz. A bearer token is required when admin.token is set (and start-up refuses a
+// non-loopback address without one). Decides nothing about mail; it calls the queue's controls.
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { HostPort } from '../config.ts';
+import type { Logger } from '../log.ts';
+import { isMessageId } from '../queue/id.ts';
+import type { QueueControl } from '../queue/types.ts';
+import type { Server } from './index.ts';
+
+export interface AdminDeps {
+  readonly queue: QueueControl;
+  readonly token: string;
+  readonly log: Logger;
+}
+
+type Reply = { status: number; body: unknown };
+
+/** The queue API as a pure-ish router: method and path in, status and JSON out. */
+export async function route(method: string, path: string, queue: QueueControl): Promise<Reply> {
+  const parts = path.split('?')[0]!.split('/').filter((p) => p !== '');
+  if (parts.length === 1 && parts[0] === 'healthz') return method === 'GET' ? { status: 200, body: { ok: true } } : notAllowed();
+  if (parts[0] !== 'queue') return { status: 404, body: { error: 'no such endpoint' } };
+  if (parts.length === 1) {
+    if (method !== 'GET') return notAllowed();
+    const messages = queue.list();
+    return { status: 200, body: { messages, count: messages.length } };
+  }
+  if (parts.length === 2 && parts[1] === 'flush') {
+    return method === 'POST' ? { status: 200, body: { flushed: queue.flush() } } : notAllowed();
+  }
+  const id = parts[1]!;
+  if (!isMessageId(id)) return { status: 404, body: { error: `no queued message ${id}` } };
+  const missing = { status: 404, body: { error: `no queued message ${id}` } };
+  if (parts.length === 2) {
+    if (method === 'GET') {
+      const found = queue.show(id);
+      return found === null ? missing : { status: 200, body: found };
+    }
+    if (method === 'DELETE') return (await queue.remove(id)) ? { status: 200, body: { deleted: id } } : missing;
+    return notAllowed();
+  }
+  if (parts.length === 3 && method !== 'POST') return notAllowed();
+  if (parts.length === 3 && parts[2] === 'flush') return queue.flush(id) > 0 || queue.show(id) !== null ? { status: 200, body: { flushed: id } } : missing;
+  if (parts.length === 3 && parts[2] === 'bounce') return (await queue.bounce(id)) ? { status: 200, body: { bounced: id } } : missing;
+  return { status: 404, body: { error: 'no such endpoint' } };
+}
+
+function notAllowed(): Reply {
+  return { status: 405, body: { error: 'method not allowed' } };
+}
+
+function authorized(req: IncomingMessage, token: string): boolean {
+  if (token === '') return true;
+  const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
+  const wanted = Buffer.from(token);
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
+}
+
+export async function startAdmin(where: HostPort, deps: AdminDeps): Promise<Server> {
+  const log = deps.log.child({ component: 'admin' });
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const send = ({ status, body }: Reply) => {
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    req.resume(); // no endpoint reads a body
+    if (!authorized(req, deps.token)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      send({ status: 401, body: { error: 'a bearer token is required' } });
+      return;
+    }
+    route(req.method ?? 'GET', req.url ?? '/', deps.queue).then((reply) => {
+      if (req.method !== 'GET') log.info({ method: req.method, path: req.url, status: reply.status }, 'admin request');
+      send(reply);
+    }, (err: unknown) => {
+      log.error({ err: (err as Error).message, path: req.url }, 'admin request failed');
+      send({ status: 500, body: { error: 'internal error; see the server log' } });
+    });
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(where.port, where.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ host: where.host, port, token: deps.token !== '' }, 'admin listening');
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+/** Loopback addresses need no token; anything else does. Pure. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
