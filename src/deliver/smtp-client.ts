@@ -238,6 +238,8 @@ export class SmtpClient {
   }
 
   private async authenticate(user: string, password: string): Promise<void> {
+    // A password never crosses the network in clear text.
+    if (!this.tls) throw new ConnectionError('AUTH', 'authentication is configured but the server offered no STARTTLS; not sending the password');
     if (!this.extensions.authPlain) throw new ConnectionError('AUTH', 'the server does not offer AUTH PLAIN');
     const token = Buffer.from(`\0${user}\0${password}`).toString('base64');
     const reply = await this.command(`AUTH PLAIN ${token}`, 'AUTH');

@@ -552,3 +552,69 @@ describe('smarthost (delivery.smarthost relay.test, in the host map)', () => {
     assert.deepEqual(asked, [], 'DNS questions while using the smarthost');
   });
 });
+
+describe('smarthost with AUTH (delivery.smarthostUser/Password)', () => {
+  /** A smarthost that offers STARTTLS (or not) and AUTH PLAIN for one user; records logins and messages. */
+  async function authSmarthost(tls: boolean): Promise<{ port: number; logins: string[]; messages: string[]; close(): Promise<void> }> {
+    const { SMTPServer } = await import('smtp-server');
+    const logins: string[] = [];
+    const messages: string[] = [];
+    const smtp = new SMTPServer({
+      ...(tls ? TLS : {}), hideSTARTTLS: !tls, disabledCommands: tls ? [] : ['STARTTLS'], allowInsecureAuth: !tls,
+      authMethods: ['PLAIN'], logger: false, disableReverseLookup: true,
+      onAuth(auth, _session, callback) {
+        logins.push(`${auth.username}:${auth.password}`);
+        if (auth.username === 'relay-user' && auth.password === 'relay-pass') callback(null, { user: auth.username });
+        else callback(Object.assign(new Error('5.7.8 authentication failed'), { responseCode: 535 }));
+      },
+      onData(stream, _session, callback) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          messages.push(Buffer.concat(chunks).toString());
+          callback();
+        });
+      },
+    });
+    await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', () => resolve()));
+    const port = (smtp.server.address() as { port: number }).port;
+    return { port, logins, messages, close: () => new Promise<void>((resolve) => smtp.close(() => resolve())) };
+  }
+
+  const withAuth = (port: number, password: string) => server({
+    queue: { retryMinSeconds: 600 },
+    delivery: { dnsServers: [dns.server], smarthost: `127.0.0.1:${port}`, smarthostUser: 'relay-user', smarthostPassword: password },
+  });
+
+  test('after STARTTLS the agent logs in with AUTH PLAIN and the smarthost takes the message', async () => {
+    const smart = await authSmarthost(true);
+    try {
+      const mta = await withAuth(smart.port, 'relay-pass');
+      const subject = marker('auth');
+      await relay(mta.smtpPort, [`${subject}@anywhere.test`], wire(subject, `${subject}@anywhere.test`));
+      await waitFor('the message at the smarthost', async () => smart.messages.some((m) => m.includes(subject)), 10_000);
+      assert.deepEqual(smart.logins, ['relay-user:relay-pass']);
+    } finally {
+      await smart.close();
+    }
+  });
+
+  test('a refused login keeps the message queued (4.4.1, the reason kept); no TLS offered: the password is never sent', async () => {
+    for (const [tls, password, reason] of [[true, 'wrong', /authentication failed: 535/], [false, 'relay-pass', /offered no STARTTLS/]] as const) {
+      const smart = await authSmarthost(tls);
+      try {
+        const mta = await withAuth(smart.port, password);
+        const subject = marker('noauth');
+        const id = await relay(mta.smtpPort, [`${subject}@anywhere.test`], wire(subject, `${subject}@anywhere.test`));
+        const r = await waitFor('the deferral', async () => (await todoFiles(mta.config.spool)).find((t) => t.id === id)?.recipients.find((x) => x.attempts > 0) ?? null, 10_000);
+        assert.equal(r.state, 'pending');
+        assert.equal(r.lastError?.status, '4.4.1');
+        assert.match(r.lastError?.text ?? '', reason);
+        assert.deepEqual(smart.messages, []);
+        if (!tls) assert.deepEqual(smart.logins, [], 'no password over plain text');
+      } finally {
+        await smart.close();
+      }
+    }
+  });
+});
