@@ -95,3 +95,32 @@ for (const [name, data, expected] of eightBit) {
     assert.equal(hasEightBit(data), expected);
   });
 }
+
+// The reference's §3.5 combination table at the plan level: which instructions run, in qmail-local's
+// order (reply, programs, mailbox, forwards last). Flags as deliveryFlags gives them for each mode.
+const withAll: MailboxResolution = { ...mailbox, forwards: ['f@elsewhere.test'], programs: ['/usr/bin/filter'], replyText: 'away' };
+const flags = (local: boolean, forward: boolean, program: boolean, reply: boolean) => ({ ...withAll, delivery: { local, forward, program, reply } });
+const combinations: [modes: string, resolution: Resolution, plans: string][] = [
+  ['(none), ldaponly', flags(true, true, false, false), 'maildir forward'],
+  ['(none), ldapwithprog', flags(true, true, true, false), 'program maildir forward'],
+  ['noforward', flags(true, false, false, false), 'maildir'],
+  ['nolocal', flags(false, true, false, false), 'forward'],
+  ['nolocal noforward', flags(false, false, false, false), 'drop'],
+  ['nolocal noforward, ldapwithprog', flags(false, false, true, false), 'program'],
+  ['reply', flags(true, true, false, true), 'reply maildir forward'],
+  ['reply nolocal', flags(false, true, false, true), 'reply forward'],
+  ['reply nolocal noforward', flags(false, false, false, true), 'reply drop'],
+  ['noprogram, ldapwithprog', flags(true, true, false, false), 'maildir forward'],
+  ['reply without mailReplyText', { ...flags(true, false, false, true), replyText: null }, 'maildir'],
+  ['forwards on but none listed', { ...flags(true, true, false, false), forwards: [] }, 'maildir'],
+  ['forward-only entry', { kind: 'forward', dn: 'uid=f', address: 'f@example.org', matched: 'f@example.org', extension: null, addresses: ['f@example.org'],
+    accountStatus: 'active', mailHost: null, local: true, sizeMax: null, forwards: ['x@elsewhere.test'] }, 'forward'],
+  ['unknown', { kind: 'unknown', tried: ['x@example.org'] }, 'fail 5.1.1'],
+  ['disabled', { kind: 'reject', dn: 'uid=g', matched: 'g@example.org', status: '5.2.1', reason: 'disabled' }, 'fail 5.2.1'],
+];
+for (const [modes, resolution, expected] of combinations) {
+  test(`planDelivery: ${modes} → ${expected}`, () => {
+    const plans = planDelivery(resolution).map((p) => (p.to === 'fail' ? `fail ${p.error.status}` : p.to)).join(' ');
+    assert.equal(plans, expected);
+  });
+}
