@@ -117,9 +117,9 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
     // A small message is read once, for the loop checks and every recipient; a large one is streamed.
     let whole: Buffer | null = null;
     let fields: Map<string, string[]>;
-    const names = ['delivered-to', CLUSTER_HOP_FIELD.toLowerCase(), ...REPLY_FIELDS];
+    const names = ['delivered-to', 'received', CLUSTER_HOP_FIELD.toLowerCase(), ...REPLY_FIELDS];
     try {
-      whole = message.size <= READ_WHOLE_BYTES ? Buffer.concat(await deps.queue.open(message.id).toArray() as Buffer[]) : null;
+      whole = message.size <= READ_WHOLE_BYTES ? await deps.queue.read(message.id) : null;
       fields = whole !== null ? headerValuesOf(whole, names) : await headerValues(deps.queue.open(message.id), names);
     } catch (err) {
       // The stored message cannot be read (EIO, EMFILE …): every recipient waits for the next try.
@@ -136,6 +136,14 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
       clusterHops: fields.get(CLUSTER_HOP_FIELD.toLowerCase())!.map((v) => v.toLowerCase()),
       eightBit: () => (eightBit ??= whole !== null ? Promise.resolve(hasEightBit(whole)) : streamHasEightBit(deps.queue.open(message.id))),
     };
+    // A message that went round too often (forwards and lists re-queue without SMTP's check): a loop.
+    // The limit is the SMTP listener's, plus the Received field it added itself.
+    const hops = fields.get('received')!.length + fields.get('delivered-to')!.length;
+    if (hops > config.smtp.maxReceivedHeaders + 1) {
+      const error = permanent('5.4.6', `mail loop: ${hops} Received and Delivered-To fields`);
+      await deps.queue.settle(message.id, message.pending.map((recipient) => failed(message, recipient, error)));
+      return;
+    }
     const outcomes: Outcome[] = [];
     const groups = new Map<string, SmtpGroup>();
     for (const recipient of message.pending) {

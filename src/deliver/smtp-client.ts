@@ -249,6 +249,8 @@ export class SmtpClient {
   private async sendBody(body: Readable): Promise<SmtpReply> {
     let atLineStart = true;
     let last = '';
+    // Each chunk goes out when the next one arrives, so the last one leaves with the final dot in one write.
+    let held: Buffer | null = null;
     try {
       for await (const chunk of body) {
         const buf = chunk as Buffer;
@@ -256,7 +258,8 @@ export class SmtpClient {
         const stuffed = dotStuff(buf, atLineStart);
         atLineStart = buf[buf.length - 1] === 0x0a;
         last = (last + buf.subarray(-2).toString('latin1')).slice(-2);
-        if (!this.socket.write(stuffed)) await waitDrain(this.socket, this.options.timeoutMs);
+        if (held !== null && !this.socket.write(held)) await waitDrain(this.socket, this.options.timeoutMs);
+        held = stuffed;
         if (this.failure) throw this.failure;
       }
     } catch (err) {
@@ -264,7 +267,9 @@ export class SmtpClient {
       this.destroy();
       throw err;
     }
-    this.write(last.endsWith('\r\n') ? '.\r\n' : '\r\n.\r\n');
+    const end = Buffer.from(last.endsWith('\r\n') ? '.\r\n' : '\r\n.\r\n', 'latin1');
+    if (this.failure) throw this.failure;
+    this.socket.write(held === null ? end : Buffer.concat([held, end]));
     const reply = await this.read('end of DATA', 2);
     this.ended = true;
     return reply;

@@ -1,7 +1,7 @@
 // The disk queue: durable group-committed accept, leases, settle, bounce, removal; owns the in-memory index.
 // Must never resolve an accept before its todo/ rename and both dir fsyncs, nor delete before a bounce is queued.
 import { createReadStream } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
+import { readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
@@ -352,6 +352,11 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     open(id: MessageId): Readable {
       if (!isMessageId(id)) throw new Error(`not a queue id: ${JSON.stringify(id)}`);
       return createReadStream(messPath(id));
+    },
+
+    async read(id: MessageId): Promise<Buffer> {
+      if (!isMessageId(id)) throw new Error(`not a queue id: ${JSON.stringify(id)}`);
+      return readFile(messPath(id));
     },
 
     async settle(id: MessageId, outcomes: readonly Outcome[]): Promise<void> {

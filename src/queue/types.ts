@@ -26,6 +26,8 @@ export interface Queue {
   due(now: Date, limit: number): Promise<QueuedMessage[]>;
   /** The stored message bytes. */
   open(id: MessageId): Readable;
+  /** The stored message bytes at once (for small messages). */
+  read(id: MessageId): Promise<Buffer>;
   /**
    * Record the outcome of an attempt for some of the pending recipients. Temporary failures
    * are rescheduled (or turned permanent when the message is too old); when nothing is pending,

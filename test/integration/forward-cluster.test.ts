@@ -107,6 +107,17 @@ describe('forwarding to another domain rewrites the sender with SRS; bounces to 
     assert.match(copy.sender, SRS0);
   });
 
+  test('a forward that pushes the Received and Delivered-To fields past the limit is a loop: 5.4.6 DSN, nothing sent', async () => {
+    const subject = marker('hops');
+    const received = Array.from({ length: 100 }, (_, i) => `Received: from hop${i}.test by hop${i + 1}.test; Mon, 30 Nov 2026 00:00:00 +0000\r\n`).join('');
+    const result = await send(server.smtpPort, 'bob@example.org', ['carol@example.org'], `${received}${simpleMessage(subject)}`);
+    assertReply(result.end!, 250, '2.6.0', '100 Received fields are still accepted');
+    const [dsn] = await waitForMessages(server.maildir('bob'), subject, 1, 10_000);
+    assert.match(dsn!.body, /Status: 5\.4\.6/);
+    assert.match(dsn!.body, /mail loop: 102 Received and Delivered-To fields/);
+    assert.equal(sink.messages.filter((m) => m.body.includes(subject)).length, 0);
+  });
+
   test('a local sender is not rewritten (its own SPF already covers us)', async () => {
     const subject = marker('srs-local');
     await send(server.smtpPort, 'bob@example.org', ['carol@example.org'], simpleMessage(subject));

@@ -75,6 +75,7 @@ test('accept stores one file per message; due hands it out once; open returns th
   assert.equal(due[0]?.attempts, 0);
   assert.deepEqual(await queue.due(new Date(), 10), [], 'leased until settled');
   assert.ok((await readAll(queue.open(id))).equals(bytes));
+  assert.ok((await queue.read(id)).equals(bytes), "read() gives the same bytes at once");
   assert.ok(log.lines().some((l) => l.msg === 'queued' && l.queueId === id));
   assert.throws(() => queue.open('../../etc/passwd'));
   await queue.close();
