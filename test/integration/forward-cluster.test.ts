@@ -10,20 +10,9 @@ import { freePort } from '../harness/ports.ts';
 import { startRedis, type RedisServer } from '../harness/redis.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 import { startSink, type SmtpSink } from '../harness/smtp-sink.ts';
-import { Transcript } from '../harness/smtp-transcript.ts';
-import { assertReply, marker, messagesWith, simpleMessage, transaction, type TransactionResult, waitFor, waitForMessages } from '../fixtures/smtp-helpers.ts';
+import { assertReply, marker, messagesWith, simpleMessage, waitFor, waitForMessages, sendOnce } from '../fixtures/smtp-helpers.ts';
 
-async function send(port: number, from: string, rcpts: readonly string[], data: string): Promise<TransactionResult> {
-  const t = await Transcript.open(port);
-  try {
-    await t.hello();
-    const result = await transaction(t, from, rcpts, data);
-    await t.command('QUIT').catch(() => undefined);
-    return result;
-  } finally {
-    t.close();
-  }
-}
+const send = sendOnce;
 
 const OTHER_DOMAINS = ['elsewhere.test', 'partner.test', 'sender.test'];
 

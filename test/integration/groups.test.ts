@@ -7,9 +7,8 @@ import { startDns, type TestDns } from '../harness/dns.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 import { startSink, type SmtpSink } from '../harness/smtp-sink.ts';
-import { Transcript } from '../harness/smtp-transcript.ts';
 import {
-  addressOf, assertReply, marker, messagesWith, simpleMessage, todoFiles, transaction, type TransactionResult, waitFor, waitForMessages,
+  addressOf, assertReply, marker, messagesWith, simpleMessage, todoFiles, waitFor, waitForMessages, sendOnce,
 } from '../fixtures/smtp-helpers.ts';
 
 const PEOPLE = 'ou=people,dc=example,dc=org';
@@ -70,17 +69,7 @@ uniqueMember: uid=dave,${PEOPLE}#'0101'B
 uniqueMember: uid=nobody-here,${PEOPLE}
 `;
 
-async function send(port: number, from: string, rcpts: readonly string[], data: string): Promise<TransactionResult> {
-  const t = await Transcript.open(port);
-  try {
-    await t.hello();
-    const result = await transaction(t, from, rcpts, data);
-    await t.command('QUIT').catch(() => undefined);
-    return result;
-  } finally {
-    t.close();
-  }
-}
+const send = sendOnce;
 
 describe('groups and lists', () => {
   let slapd: Slapd;

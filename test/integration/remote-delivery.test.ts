@@ -12,10 +12,8 @@ import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { freePort } from '../harness/ports.ts';
 import { REPO_ROOT, startSlapd, type Slapd } from '../harness/slapd.ts';
 import { startSink, type SinkMessage, type SinkReply, type SinkStage, type SmtpSink } from '../harness/smtp-sink.ts';
-import { Transcript } from '../harness/smtp-transcript.ts';
 import {
-  addressOf, assertReply, marker, messagesWith, queuedWith, queueIdOf, todoFiles, transaction, waitFor, waitForMessages,
-  type StoredMessage, type TransactionResult,
+  addressOf, assertReply, marker, messagesWith, queuedWith, queueIdOf, todoFiles, waitFor, waitForMessages, type StoredMessage, type TransactionResult, sendOnce,
 } from '../fixtures/smtp-helpers.ts';
 
 const TLS = {
@@ -94,18 +92,8 @@ async function sink(options: Parameters<typeof startSink>[0] = {}): Promise<Smtp
 /** A loopback port where nothing listens (free a moment ago, and nobody here binds it). */
 const closedPort = freePort;
 
-/** One whole transaction on a fresh connection (greeting, EHLO, MAIL, RCPTs, DATA), then QUIT. */
-async function send(port: number, rcpts: readonly string[], data: string | Buffer, from = SENDER): Promise<TransactionResult> {
-  const t = await Transcript.open(port);
-  try {
-    await t.hello();
-    const result = await transaction(t, from, rcpts, data);
-    await t.command('QUIT').catch(() => undefined);
-    return result;
-  } finally {
-    t.close();
-  }
-}
+/** One whole transaction on a fresh connection, from the local sample sender unless told. */
+const send = (port: number, rcpts: readonly string[], data: string | Buffer, from = SENDER): Promise<TransactionResult> => sendOnce(port, from, rcpts, data);
 
 /** Sends and asserts every RCPT and the end of DATA were accepted; returns the queue id. */
 async function relay(port: number, rcpts: readonly string[], data: string | Buffer): Promise<string> {

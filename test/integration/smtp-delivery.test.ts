@@ -15,8 +15,7 @@ import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 import { Transcript, type Reply } from '../harness/smtp-transcript.ts';
 import {
-  addressOf, assertReply, filesWith, marker, messagesWith, newNames, queuedWith, queueIdOf, simpleMessage, todoFiles,
-  transaction, waitFor, waitForMessages, waitForQueueWithout, type StoredMessage, type TransactionResult,
+  addressOf, assertReply, filesWith, marker, messagesWith, newNames, queuedWith, queueIdOf, simpleMessage, todoFiles, transaction, waitFor, waitForMessages, waitForQueueWithout, type StoredMessage, sendOnce,
 } from '../fixtures/smtp-helpers.ts';
 
 let slapd: Slapd;
@@ -41,18 +40,7 @@ async function anotherServer(overrides: Record<string, unknown> = {}): Promise<T
   return s;
 }
 
-/** One whole transaction on a fresh connection (greeting, EHLO, MAIL, RCPTs, DATA), then QUIT. */
-async function send(port: number, from: string, rcpts: readonly string[], data: string): Promise<TransactionResult> {
-  const t = await Transcript.open(port);
-  try {
-    await t.hello();
-    const result = await transaction(t, from, rcpts, data);
-    await t.command('QUIT').catch(() => undefined);
-    return result;
-  } finally {
-    t.close();
-  }
-}
+const send = sendOnce;
 
 /** RCPT TO:<address> after MAIL FROM:<from> [SIZE=n] in a fresh session, and its reply. */
 async function rcpt(port: number, address: string, size: number | null = null, from = 'sender@outside.test'): Promise<Reply> {
