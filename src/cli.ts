@@ -86,7 +86,14 @@ function toolLogger(config: Config): Logger {
 
 async function serve(config: Config): Promise<number> {
   const log = createLogger({ level: config.log.level });
-  const running = await start(config, { log });
+  let running;
+  try {
+    running = await start(config, { log });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`ldapmta: ${err.message}\n`);
+    return EX_CONFIG;
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');

@@ -154,7 +154,7 @@ export const configSchema = z.strictObject({
     /** Host names answered from here instead of DNS, for mailHost nodes or MX hosts: name → "host:port". */
     hostMap: z.record(domainName, hostPortRequired).default({}),
     /** All remote mail goes to this host ("host" or "host:port"; no MX lookup), as Postfix's relayhost = [host]. */
-    smarthost: z.string().refine((v) => v === '' || parseHostPort(v) !== null || /^[^\s:]+$/.test(v), 'expected host or host:port').default(''),
+    smarthost: z.string().refine((v) => v === '' || /^(\[[^\s\]]+\]|[^\s:[\]]+)(:\d{1,5})?$/.test(v), 'expected host, host:port, [host] or [host]:port').default(''),
     smarthostUser: z.string().default(''),
     smarthostPassword: z.string().default(''),
     /** Port of the other cluster nodes (mailHost) when the hostMap does not say; default: remotePort. */
@@ -209,6 +209,14 @@ export const configSchema = z.strictObject({
   }).prefault({}),
 });
 
+/** Rules that span sections, checked after each key is valid on its own. */
+const checkedSchema = configSchema.superRefine((config, ctx) => {
+  const admin = config.listen.admin === '' ? null : parseHostPort(config.listen.admin);
+  if (admin !== null && config.admin.token === '' && !(admin.host === 'localhost' || admin.host === '::1' || /^127\./.test(admin.host))) {
+    ctx.addIssue({ code: 'custom', path: ['admin', 'token'], message: `required when listen.admin (${config.listen.admin}) is not a loopback address` });
+  }
+});
+
 export type Config = z.output<typeof configSchema>;
 export type DirectoryConfig = Config['directory'];
 export type CacheConfig = Config['cache'];
@@ -259,7 +267,7 @@ export function loadConfig(path: string | null, env: NodeJS.ProcessEnv = process
 }
 
 export function validateConfig(tree: unknown): Config {
-  const result = configSchema.safeParse(tree);
+  const result = checkedSchema.safeParse(tree);
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((issue) => {
       const key = issue.path.map(String).join('.') || '(top level)';

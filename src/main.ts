@@ -11,7 +11,7 @@ import { createRemote } from './deliver/remote.ts';
 import { diskReplyMemory, redisReplyMemory } from './deliver/reply-memory.ts';
 import { sharedRecalculations } from './deliver/quota.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
-import { isLoopback, startAdmin } from './listen/admin.ts';
+import { startAdmin } from './listen/admin.ts';
 import { startSmtp, type Server } from './listen/index.ts';
 import type { Logger } from './log.ts';
 import { createPolicy } from './policy/index.ts';
@@ -62,13 +62,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, programs, sweepTmp, log });
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
-    if (settled.listen.admin !== '') {
-      const where = parseHostPort(settled.listen.admin)!;
-      if (!isLoopback(where.host) && settled.admin.token === '') {
-        throw new ConfigError(['admin.token: required when listen.admin is not a loopback address']);
-      }
-      servers.admin = await startAdmin(where, { queue, token: settled.admin.token, log });
-    }
+    // validateConfig already refused a non-loopback admin address without a token.
+    if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log });
   } catch (err) {
     await Promise.all(Object.values(servers).map((server) => server.close()));
     await runner.stop();

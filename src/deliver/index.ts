@@ -14,7 +14,7 @@ import { composeReply, REPLY_FIELDS, replyKey, whyNoReply } from '../route/autor
 import { dayNumber, isSrs, srsForward, srsReverse, type SrsKeys } from '../route/srs.ts';
 import { headerValues, headerValuesOf } from './headers.ts';
 import type { HostResolver, NextHop } from './mx.ts';
-import { programArgv, runProgram } from './program.ts';
+import { programArgv, runProgram, toLf } from './program.ts';
 import type { ReplyMemory } from './reply-memory.ts';
 import { Semaphore } from './semaphore.ts';
 import type { SmtpAgent } from './smtp.ts';
@@ -196,7 +196,9 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
   function checkClusterLoop(attempt: Attempt, target: Address): void {
     const mark = `${config.hostname} ${formatAddress(target).toLowerCase()}`;
     if (attempt.clusterHops.includes(mark)) throw permanent('5.4.6', `cluster loop: ${config.hostname} already passed this message on for ${formatAddress(target)}`);
-    if (attempt.clusterHops.length >= config.delivery.maxClusterHops) throw permanent('5.4.6', `too many cluster hops (${attempt.clusterHops.length})`);
+    // Each hop adds one field per recipient: the hops are the nodes that passed it on.
+    const nodes = new Set(attempt.clusterHops.map((h) => h.split(/\s+/)[0]));
+    if (nodes.size >= config.delivery.maxClusterHops) throw permanent('5.4.6', `too many cluster hops (${nodes.size} nodes)`);
   }
 
   async function nextHop(hop: Hop): Promise<NextHop> {
@@ -259,6 +261,10 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         // Precedence: bulk on top; failures go to the list's bounce admin when it has one.
         if (deliveredTo.has(rcpt)) throw permanent('5.4.6', `mail loop: list ${rcpt} already expanded this message`);
         const { group } = plan;
+        // Moderation is not implemented: a moderated list reached through a forward or another list is not distributed either.
+        if (group.senderConfirm || group.moderators.dn.length + group.moderators.rfc822.length > 0) {
+          throw permanent('5.7.2', 'this list is moderated and cannot take posts here');
+        }
         if (!(await deps.directory.mayPost(group, message.envelope.sender))) throw permanent('5.7.2', 'only members may post to this list');
         const members = (await deps.directory.expandGroup(group)).flatMap((text) => {
           try {
@@ -293,7 +299,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
             PATH: '/usr/local/bin:/usr/bin:/bin', SENDER: sender, RECIPIENT: rcpt, LOCAL: rcpt.slice(0, at), HOST: rcpt.slice(at + 1),
             HOME: plan.mailbox, EXT: plan.extension ?? '', DTLINE: `Delivered-To: ${rcpt}\n`, RPLINE: `Return-Path: <${sender}>\n`,
           },
-        }, body());
+        }, body().pipe(toLf()));
         log.info({ queueId: message.id, recipient: rcpt, program: argv[0], stop }, 'program delivered');
         return stop ? 'stop' : undefined;
       }

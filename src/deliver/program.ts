@@ -1,9 +1,10 @@
 // Program delivery (deliveryProgramPath, directory-model §3.7): only programs on the allowlist,
 // run directly (argv split on blanks, no shell) as the configured unprivileged user, message on
-// stdin as queued, qmail's variables in the environment, a time limit, and qmail-local's exit codes.
+// stdin with LF line ends (as qmail and Postfix's pipe give it), qmail's variables in the environment, a
+// time limit, and qmail-local's exit codes.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { MailError, permanent, temporary } from '../mail.ts';
 
 export interface ProgramRun {
@@ -28,7 +29,7 @@ export function programArgv(line: string, allow: readonly string[]): string[] | 
   const text = line.trim();
   if (text === '' || text.startsWith('-') || !SAFE_LINE.test(text)) return permanent('5.3.5', 'illegal deliveryProgramPath value');
   const argv = text.split(/[ \t]+/);
-  if (!allow.includes(argv[0]!)) return permanent('5.3.5', `program ${argv[0]} is not on the allowlist (delivery.programs.allow)`);
+  if (!allow.includes(argv[0]!)) return permanent('5.3.5', `program ${argv[0]} is not on the allowlist (programs.allow)`);
   return argv;
 }
 
@@ -97,4 +98,21 @@ export function unprivilegedUser(spec: string, passwd = '/etc/passwd'): { uid: n
   if (ids === null) throw new Error(`user ${spec} not found in ${passwd}`);
   if (ids.uid === 0 || ids.gid === 0) throw new Error(`programs never run as root (user ${spec})`);
   return ids;
+}
+
+/** CRLF → LF, as a stream (the queue keeps CRLF; programs expect the Unix form). A CR split from its LF across chunks is held back. */
+export function toLf(): Transform {
+  let pendingCr = false;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      let text = chunk.toString('latin1');
+      if (pendingCr) text = `\r${text}`;
+      pendingCr = text.endsWith('\r');
+      if (pendingCr) text = text.slice(0, -1);
+      done(null, Buffer.from(text.replace(/\r\n/g, '\n'), 'latin1'));
+    },
+    flush(done) {
+      done(null, pendingCr ? Buffer.from('\r') : null);
+    },
+  });
 }

@@ -68,6 +68,7 @@ export async function startAdmin(where: HostPort, deps: AdminDeps): Promise<Serv
     };
     req.resume(); // no endpoint reads a body
     if (!authorized(req, deps.token)) {
+      log.warn({ method: req.method, path: req.url, client: req.socket.remoteAddress }, 'admin request refused: no or wrong bearer token');
       res.setHeader('www-authenticate', 'Bearer');
       send({ status: 401, body: { error: 'a bearer token is required' } });
       return;
@@ -90,7 +91,7 @@ export async function startAdmin(where: HostPort, deps: AdminDeps): Promise<Serv
     });
   });
   const port = (server.address() as AddressInfo).port;
-  log.info({ host: where.host, port, token: deps.token !== '' }, 'admin listening');
+  log.info({ host: where.host, port, bearerRequired: deps.token !== '' }, 'admin listening');
   return {
     port,
     close: () => new Promise<void>((resolve) => {
@@ -98,9 +99,4 @@ export async function startAdmin(where: HostPort, deps: AdminDeps): Promise<Serv
       server.closeAllConnections();
     }),
   };
-}
-
-/** Loopback addresses need no token; anything else does. Pure. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }

@@ -242,7 +242,13 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       return;
     }
     if (entry.doom === 'bounce') todo = failPending(todo, '5.0.0', 'returned to the sender by the administrator');
-    else if (pendingOf(todo).length > 0) todo = await warnIfDelayed(todo, now);
+    else if (pendingOf(todo).length > 0) {
+      // A warning that cannot be queued now (disk full) is tried again at the next settle; the message goes on.
+      todo = await warnIfDelayed(todo, now).catch((err: unknown) => {
+        mlog.warn({ err: (err as Error).message }, 'could not queue the delay warning; will try again');
+        return todo;
+      });
+    }
     // Nothing pending and no bounce owed: finish at once. Removing todo/ records the end as durably
     // as rewriting it would, and a crash before that only repeats deliveries (at least once). When
     // a bounce is owed the state is written first, so a crash after it is queued repeats nothing.

@@ -39,8 +39,9 @@ export function whyNoReply(q: ReplyQuestion): string | null {
   }
   if (one('x-spam-status').some((v) => v.startsWith('yes'))) return 'X-Spam-Status';
   if (q.onlyWhenAddressed) {
-    const listed = ['to', 'cc', 'resent-to', 'resent-cc'].flatMap(one).join(',');
-    if (!q.addresses.some((a) => listed.includes(a))) return 'not addressed in To or Cc';
+    const listed = new Set(['to', 'cc', 'resent-to', 'resent-cc'].flatMap(one).flatMap((v) => v.match(/[^\s<>,;:"()[\]]+@[^\s<>,;:"()[\]]+/g) ?? []));
+    const mine = [...q.addresses, formatAddress(q.recipient).toLowerCase()];
+    if (!mine.some((a) => listed.has(a))) return 'not addressed in To or Cc';
   }
   return null;
 }

@@ -92,7 +92,9 @@ describe('program delivery', () => {
     const subject = marker('prog0');
     await send(server.smtpPort, 'bob@example.org', 'prog0@example.org', subject);
     await waitForMessages(server.maildir('prog0'), subject);
-    assert.match(readFileSync(join(out, 'prog0.msg'), 'utf8'), new RegExp(`Subject: ${subject}\\r\\n\\r\\nto a program\\r\\n$`));
+    const stdin = readFileSync(join(out, 'prog0.msg'), 'utf8');
+    assert.match(stdin, new RegExp(`Subject: ${subject}\\n\\nto a program\\n$`), 'LF line ends, as qmail gives programs');
+    assert.doesNotMatch(stdin, /\r/);
     assert.equal(readFileSync(join(out, 'prog0.uid'), 'utf8').trim(), '65534');
     assert.equal(readFileSync(join(out, 'prog0.env'), 'utf8'), 'bob@example.org|prog0@example.org|Delivered-To: prog0@example.org\n');
   });

@@ -25,6 +25,7 @@ const rules: [string, string | null, Record<string, string[]>, string | null][] 
   ['List-Unsubscribe', 'fan@sender.test', { 'list-unsubscribe': ['<mailto:x@y>'] }, 'list-unsubscribe'],
   ['X-Spam-Status: Yes', 'fan@sender.test', { 'x-spam-status': ['Yes, score=9'] }, 'X-Spam-Status'],
   ['only in Bcc', 'fan@sender.test', { to: ['someone@else.test'] }, 'not addressed in To or Cc'],
+  ['only a longer address that ends in hers (jimerin@)', 'fan@sender.test', { to: ['jimerin@example.org'] }, 'not addressed in To or Cc'],
   ['in Cc by an alternate address', 'fan@sender.test', { to: ['a@b.test'], cc: ['"Shared" <Shared@Example.org>'.toLowerCase()] }, null],
 ];
 for (const [what, sender, fields, expected] of rules) {
@@ -63,4 +64,12 @@ test('without %HEADER% the subject is "[Auto-Reply] <original>", or "Your Mail" 
   const reply = (subject: string[]) => composeReply({ from: erin, to: parseAddress('a@b.test'), hostname: 'h', now: new Date(0), unique: 'u', text: 'away', fields: new Map([['subject', subject]]) }).toString();
   assert.match(reply(['Hello']), /^Subject: \[Auto-Reply\] Hello\r$/m);
   assert.match(reply([]), /^Subject: \[Auto-Reply\] Your Mail\r$/m);
+});
+
+test('the address the mail was sent to counts as addressed (an extension address)', () => {
+  const why = whyNoReply({
+    sender: parseAddress('fan@sender.test'), recipient: parseAddress('erin-lists@example.org'), addresses: ['erin@example.org'],
+    fields: new Map([['to', ['Erin <erin-lists@example.org>']]]), onlyWhenAddressed: true,
+  });
+  assert.equal(why, null);
 });

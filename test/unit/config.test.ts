@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig, parseCidr, parseHostPort } from '../../src/config.ts';
+import { ConfigError, loadConfig, parseCidr, parseHostPort, validateConfig } from '../../src/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ldapmta-config-'));
 function file(name: string, text: string): string {
@@ -93,4 +93,25 @@ test('host:port and CIDR parsing', () => {
   assert.equal(parseCidr('10.0.0.0/33'), null);
   assert.equal(parseCidr('::1/129'), null);
   assert.equal(parseCidr('nonsense'), null);
+});
+
+test('listen.admin off loopback needs admin.token (named in the error); smarthost takes Postfix\'s [host]:port', () => {
+  const problems = (tree: unknown): string[] => {
+    try {
+      validateConfig(tree);
+      return [];
+    } catch (err) {
+      return (err as ConfigError).problems;
+    }
+  };
+  assert.deepEqual(problems({ listen: { admin: '127.0.0.1:8025' } }), []);
+  assert.deepEqual(problems({ listen: { admin: '[::1]:8025' } }), []);
+  assert.match(problems({ listen: { admin: '0.0.0.0:8025' } }).join('\n'), /^admin\.token: required when listen\.admin \(0\.0\.0\.0:8025\) is not a loopback address$/m);
+  assert.deepEqual(problems({ listen: { admin: '0.0.0.0:8025' }, admin: { token: 't' } }), []);
+  for (const ok of ['relay.example.net', 'relay.example.net:587', '[relay.example.net]:587', '[10.0.0.1]', '[10.0.0.1]:25']) {
+    assert.deepEqual(problems({ delivery: { smarthost: ok } }), [], ok);
+  }
+  for (const bad of ['relay example.net', 'relay.example.net:', '[relay.example.net', 'a:b:c']) {
+    assert.match(problems({ delivery: { smarthost: bad } }).join('\n'), /^delivery\.smarthost: /m, bad);
+  }
 });

@@ -4,7 +4,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { exitMeaning, programArgv, unprivilegedUser } from '../../src/deliver/program.ts';
+import { Readable } from 'node:stream';
+import { exitMeaning, programArgv, toLf, unprivilegedUser } from '../../src/deliver/program.ts';
 import { MailError } from '../../src/mail.ts';
 
 const allow = ['/usr/local/bin/filter'];
@@ -49,4 +50,10 @@ test('the run-as user: by name from passwd, by uid:gid, never root, unknown name
   assert.throws(() => unprivilegedUser('mailer', passwd), /never run as root/);
   assert.throws(() => unprivilegedUser('0', passwd), /never run as root/);
   assert.throws(() => unprivilegedUser('ghost', passwd), /not found/);
+});
+
+test('programs get LF line ends, also when a CRLF is split across chunks; a lone CR stays', async () => {
+  const chunks = ['a\r\nb\r', '\nc\r', 'x\r\n', '.\r'].map((t) => Buffer.from(t));
+  const out = Buffer.concat(await Readable.from(chunks).pipe(toLf()).toArray()).toString();
+  assert.equal(out, 'a\nb\nc\rx\n.\r');
 });
