@@ -11,6 +11,7 @@ import { startDns, type DnsRecords, type TestDns } from '../harness/dns.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { freePort } from '../harness/ports.ts';
 import { REPO_ROOT, startSlapd, type Slapd } from '../harness/slapd.ts';
+import { Transcript } from '../harness/smtp-transcript.ts';
 import { startSink, type SinkMessage, type SinkReply, type SinkStage, type SmtpSink } from '../harness/smtp-sink.ts';
 import {
   addressOf, assertReply, marker, messagesWith, queuedWith, queueIdOf, todoFiles, waitFor, waitForMessages, type StoredMessage, type TransactionResult, sendOnce,
@@ -604,5 +605,41 @@ describe('smarthost with AUTH (delivery.smarthostUser/Password)', () => {
         await smart.close();
       }
     }
+  });
+});
+
+describe('SMTPUTF8 (delivery to a non-ASCII address)', () => {
+  /** MAIL FROM with SMTPUTF8 and one RCPT to a non-ASCII local part, as a client would send it. */
+  async function relayUtf8(port: number, to: string, subject: string): Promise<void> {
+    const t = await Transcript.open(port);
+    try {
+      await t.hello();
+      assertReply(await t.command(`MAIL FROM:<${SENDER}> SMTPUTF8`), 250, null, 'MAIL SMTPUTF8');
+      t.write(Buffer.from(`RCPT TO:<${to}>\r\n`, 'utf8')); // UTF-8 on the wire (command() writes Latin-1)
+      assertReply(await t.reply(), 250, null, 'RCPT');
+      assertReply(await t.command('DATA'), 354, null, 'DATA');
+      t.write(Buffer.from(`${wire(subject, to)}.\r\n`, 'utf8'));
+      assertReply(await t.reply(), 250, null, 'end of data');
+      await t.command('QUIT').catch(() => undefined);
+    } finally {
+      t.close();
+    }
+  }
+
+  test('to a server without SMTPUTF8: a 5.6.7 DSN and nothing sent; to one that offers it: delivered', async () => {
+    const without = await sink({ hide: ['SMTPUTF8'] });
+    const withIt = await sink();
+    const mta = await server({
+      delivery: { dnsServers: [dns.server], hostMap: { 'ascii-only.test': `127.0.0.1:${without.port}`, 'utf8.test': `127.0.0.1:${withIt.port}` } },
+    });
+    const refused = marker('utf8-refused');
+    await relayUtf8(mta.smtpPort, `jösé-${refused}@ascii-only.test`, refused);
+    const [dsn] = await waitForMessages(mta.maildir('bob'), refused, 1, 10_000);
+    assert.match(dsn!.body, /Status: 5\.6\.7/);
+    assert.equal(without.messages.length, 0, 'nothing was sent to the server without SMTPUTF8');
+    const ok = marker('utf8-ok');
+    await relayUtf8(mta.smtpPort, `jösé-${ok}@utf8.test`, ok);
+    const [copy] = await withIt.waitFor(1, 10_000);
+    assert.deepEqual(copy!.recipients, [`jösé-${ok}@utf8.test`]);
   });
 });
