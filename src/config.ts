@@ -173,6 +173,31 @@ export const configSchema = z.strictObject({
     /** Messages per connection before it is closed; 0: no limit. */
     connectionReuseLimit: z.number().int().min(0).default(100),
   }).prefault({}),
+  submission: z.strictObject({
+    /** Allow AUTH without TLS when the client connects from a loopback address (webmail on the same host). */
+    allowPlaintextAuthOnLoopback: z.boolean().default(false),
+    /** MAIL FROM and From: must be one of the logged-in entry's addresses (Postfix's reject_sender_login_mismatch). */
+    senderLoginMatch: z.enum(['strict', 'off']).default('strict'),
+  }).prefault({}),
+  limits: z.strictObject({
+    /** Failed logins from one client address within authWindowSeconds before it is locked out. */
+    authFailuresPerIp: z.number().int().min(1).default(20),
+    /** Failed logins for one login name within authWindowSeconds before it is locked out. */
+    authFailuresPerLogin: z.number().int().min(1).default(5),
+    authWindowSeconds: z.number().int().min(1).default(900),
+    /** How long a locked-out address or login gets 454 4.7.0. */
+    lockoutSeconds: z.number().int().min(1).default(900),
+    messagesPerUserPerHour: z.number().int().min(1).default(500),
+    recipientsPerUserPerHour: z.number().int().min(1).default(2000),
+  }).prefault({}),
+  dkim: z.strictObject({
+    /** Signing keys for submitted mail, by the From: domain: {example.org: {selector: s1, keyFile: /etc/ldapmta/dkim/example.org.pem}}. */
+    domains: z.record(domainName, z.strictObject({
+      selector: z.string().regex(/^[A-Za-z0-9._-]+$/, 'expected a DKIM selector'),
+      keyFile: z.string().min(1),
+      algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']).default('rsa-sha256'),
+    })).default({}),
+  }).prefault({}),
   admin: z.strictObject({
     /** Bearer token for the admin HTTP API; required when listen.admin is not a loopback address. */
     token: z.string().default(''),

@@ -14,7 +14,10 @@ import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startAdmin } from './listen/admin.ts';
 import { startSmtp, type Server } from './listen/index.ts';
 import type { Logger } from './log.ts';
+import { createDkimSigner } from './policy/dkim.ts';
 import { createPolicy } from './policy/index.ts';
+import { createLimits, redisCounters } from './policy/limits.ts';
+import { connectRedis } from './directory/cache.ts';
 import { createQueue } from './queue/index.ts';
 import type { Queue } from './queue/types.ts';
 import type { SrsKeys } from './route/srs.ts';
@@ -47,6 +50,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const recalculations = sharedRecalculations();
   const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), srs, log });
   const servers: Record<string, Server> = {};
+  // Abuse counters are shared by every node through the cache's Redis, when there is one.
+  const limitsRedis = settled.cache.redis === '' ? null : connectRedis(settled.cache, log, 'limits');
   const remote = createRemote(settled);
   let programs: { uid: number; gid: number } | null = null;
   if (settled.programs.enabled) {
@@ -62,10 +67,21 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, programs, sweepTmp, log });
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
+    const shared = limitsRedis === null ? null : redisCounters(limitsRedis, `${settled.cache.keyPrefix}limits:`);
+    const submit = { authenticate: directory.authenticate, limits: createLimits(settled.limits, { shared, log }), dkim: createDkimSigner(settled.dkim) };
+    if (settled.listen.submission !== '') {
+      if (settled.smtp.tls.cert === '') log.warn('listen.submission without smtp.tls: AUTH is refused (no STARTTLS), except from loopback with submission.allowPlaintextAuthOnLoopback');
+      servers.submission = await startSmtp(settled, settled.listen.submission, { policy, queue, log, submit }, 'submission');
+    }
+    if (settled.listen.submissions !== '') {
+      if (settled.smtp.tls.cert === '') log.warn('listen.submissions needs smtp.tls.cert and smtp.tls.key; not started');
+      else servers.submissions = await startSmtp(settled, settled.listen.submissions, { policy, queue, log, submit }, 'submissions');
+    }
     // validateConfig already refused a non-loopback admin address without a token.
     if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log });
   } catch (err) {
     await Promise.all(Object.values(servers).map((server) => server.close()));
+    limitsRedis?.disconnect();
     await runner.stop();
     await remote.smtp.close();
     await replies.close();
@@ -84,6 +100,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     stop() {
       stopping ??= (async () => {
         await Promise.all(Object.values(servers).map((s) => s.close()));
+        limitsRedis?.disconnect();
         await runner.stop();
         await remote.smtp.close();
         await replies.close();
@@ -114,3 +131,4 @@ function srsKeys(config: Config): SrsKeys | null {
   }
   return { secrets: [secret, ...config.srs.oldSecrets], domain: config.srs.domain === '' ? config.hostname : config.srs.domain, maxAgeDays: config.srs.maxAgeDays };
 }
+

@@ -15,13 +15,18 @@ export interface Server {
   close(): Promise<void>;
 }
 
-export async function startSmtp(config: Config, address: string, deps: SessionDeps & { log: Logger }): Promise<Server> {
+/** mx: port 25, no AUTH; submission: 587 with STARTTLS and AUTH; submissions: 465, TLS from the first byte. */
+export type ListenerMode = 'mx' | 'submission' | 'submissions';
+
+export async function startSmtp(config: Config, address: string, deps: SessionDeps & { log: Logger }, mode: ListenerMode = 'mx'): Promise<Server> {
   const where = parseHostPort(address);
   if (where === null) throw new Error(`bad listen address ${address}`);
   const tls = config.smtp.tls.cert !== '' && config.smtp.tls.key !== ''
-    ? { key: readFileSync(config.smtp.tls.key), cert: readFileSync(config.smtp.tls.cert) }
+    ? { key: readFileSync(config.smtp.tls.key), cert: readFileSync(config.smtp.tls.cert), minVersion: 'TLSv1.2' as const }
     : null;
-  const log = deps.log.child({ component: 'smtp' });
+  if (mode === 'submissions' && tls === null) throw new Error('listen.submissions needs smtp.tls.cert and smtp.tls.key');
+  const submission = mode !== 'mx';
+  const log = deps.log.child({ component: mode === 'mx' ? 'smtp' : mode });
   const hooks = createSessionHooks(config, { ...deps, log });
   const server = new SMTPServer({
     name: config.hostname,
@@ -32,9 +37,13 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     maxCommandLength: config.smtp.maxCommandLength,
     socketTimeout: config.smtp.timeoutSeconds * 1000,
     closeTimeout: 5000,
-    disabledCommands: ['AUTH', ...(tls === null ? ['STARTTLS'] : [])],
-    authOptional: true,
-    hideSTARTTLS: tls === null,
+    disabledCommands: [...(submission ? [] : ['AUTH']), ...(tls === null || mode === 'submissions' ? ['STARTTLS'] : [])],
+    authOptional: true, // submission asks for AUTH itself, with 530 5.7.0 at MAIL FROM
+    authMethods: ['PLAIN', 'LOGIN'],
+    // AUTH before TLS is refused by smtp-server (538) unless loopback clients may (submit.ts checks the address).
+    allowInsecureAuth: submission && config.submission.allowPlaintextAuthOnLoopback,
+    secure: mode === 'submissions',
+    hideSTARTTLS: tls === null || mode === 'submissions',
     hideENHANCEDSTATUSCODES: false,
     hideDSN: true,
     hideREQUIRETLS: true,
@@ -53,7 +62,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     });
   });
   const port = (server.server.address() as AddressInfo).port;
-  log.info({ host: where.host, port, tls: tls !== null }, 'smtp listening');
+  log.info({ host: where.host, port, tls: tls !== null, mode }, 'smtp listening');
   return {
     port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),

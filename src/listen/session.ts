@@ -1,5 +1,7 @@
 // The smtp-server hooks: each SMTP command becomes a Policy or Queue call, and each MailError
 // becomes the reply. The only place that answers SMTP on the receiving side; it decides nothing.
+// On the submission ports it also logs users in (AUTH) and holds the message for the checks and
+// the DKIM signature that need all of it (submit.ts).
 import { PassThrough, type Readable } from 'node:stream';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config.ts';
@@ -10,6 +12,7 @@ import type { Policy } from '../policy/index.ts';
 import type { Queue } from '../queue/types.ts';
 import { DataHygiene } from './hygiene.ts';
 import { receivedHeader } from './received.ts';
+import { createSubmitHooks, type SubmitDeps } from './submit.ts';
 
 type Callback = (err?: Error | null) => void;
 
@@ -24,6 +27,8 @@ export interface SessionDeps {
   readonly policy: Policy;
   readonly queue: Queue;
   readonly log: Logger;
+  /** Present on the submission ports: logins, limits and signing. */
+  readonly submit?: SubmitDeps;
 }
 
 /** An error smtp-server sends as "<reply> <status> <text>". */
@@ -79,6 +84,8 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     else perIp.set(session.remoteAddress, count);
   }
 
+  const submit = deps.submit === undefined ? null : createSubmitHooks(config, { ...deps.submit, queue, log, fail });
+
   function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
     let sender: Address | null = null;
     try {
@@ -87,7 +94,8 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       fail(callback, permanent('5.1.7', 'bad sender address syntax', err, 553), session, 'sender');
       return;
     }
-    policy.checkSender(client(session), sender).then(() => callback(), (err: unknown) => fail(callback, err, session, 'sender'));
+    const submitter = submit === null ? Promise.resolve() : submit.checkSender(session, sender);
+    submitter.then(() => policy.checkSender(client(session), sender)).then(() => callback(), (err: unknown) => fail(callback, err, session, 'sender'));
   }
 
   function onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
@@ -101,13 +109,18 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     const t = transaction(session);
     const from = session.envelope.mailFrom;
     const sender = from === false || from.address === '' ? null : parseAddress(from.address);
-    policy.checkRecipient(client(session), sender, recipient, t.declaredSize).then((accepted) => {
+    const submitter = submit === null ? Promise.resolve() : submit.checkRecipient(session);
+    submitter.then(() => policy.checkRecipient(client(session), sender, recipient, t.declaredSize)).then((accepted) => {
       t.resolutions.set(formatAddress(recipient).toLowerCase(), accepted.resolution);
       callback();
     }, (err: unknown) => fail(callback, err, session, 'recipient', { recipient: formatAddress(recipient) }));
   }
 
   function onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void)): void {
+    if (submit !== null) {
+      submit.onData(stream, session, callback, { client: client(session), hygiene: new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove: null }) });
+      return;
+    }
     const started = Date.now();
     const t = transaction(session);
     const mailFrom = session.envelope.mailFrom;
@@ -167,5 +180,5 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     });
   }
 
-  return { onConnect, onClose, onMailFrom, onRcptTo, onData };
+  return { onConnect, onClose, onMailFrom, onRcptTo, onData, ...(submit === null ? {} : { onAuth: submit.onAuth }) };
 }
