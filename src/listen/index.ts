@@ -52,7 +52,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     ...(tls ?? {}),
     ...hooks,
   });
-  shimConnections(server, { greetingDelayMs: config.smtp.greetingDelayMs });
+  shimConnections(server, { greetingDelayMs: config.smtp.greetingDelayMs, authOnlyOverTls: submission && !config.submission.allowPlaintextAuthOnLoopback });
   server.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp server error'));
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);

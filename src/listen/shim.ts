@@ -12,6 +12,8 @@ type Send = (code: number, data: unknown, context?: unknown) => void;
 
 interface ConnectionInternals {
   send: Send;
+  secure: boolean;
+  _isSupported(command: string): boolean;
   init: () => void;
   name: string;
   _server: { options: { maxClients?: number }; connections: Set<unknown> };
@@ -22,13 +24,15 @@ interface ConnectionInternals {
 export interface ShimOptions {
   /** Pause before the 220 greeting (smtp-server always waits 100 ms; Postfix's smtpd waits none). */
   readonly greetingDelayMs: number;
+  /** Offer AUTH only inside TLS (smtp-server lists it in EHLO before STARTTLS too). */
+  readonly authOnlyOverTls?: boolean;
 }
 
 function checkInternals(): void {
   const proto = SMTPConnection.prototype as unknown as Record<string, unknown>;
   const init = String(proto.init);
   const ok = typeof proto._setListeners === 'function' && typeof proto.connectionReady === 'function'
-    && typeof proto.send === 'function' && /setTimeout\(\(\) => this\.connectionReady\(\), 100\)/.test(init) && /maxClients/.test(init);
+    && typeof proto.send === 'function' && typeof proto._isSupported === 'function' && /setTimeout\(\(\) => this\.connectionReady\(\), 100\)/.test(init) && /maxClients/.test(init);
   if (!ok) throw new Error('smtp-server internals changed (SMTPConnection.init); src/listen/shim.ts must be updated');
 }
 
@@ -37,6 +41,8 @@ function checkInternals(): void {
  *    guess one from the basic code alone (550 is always 5.1.1 there).
  * 2. The greeting waits `greetingDelayMs` instead of a fixed 100 ms, which capped a client that
  *    opens one connection per message at 10 messages per second per session.
+ * 3. With `authOnlyOverTls`, AUTH is neither listed in EHLO nor taken before STARTTLS, so no client is
+ *    invited to send a password in clear text (RFC 4954 §4); it answers as an unknown command.
  */
 export function shimConnections(server: SMTPServer, options: ShimOptions): void {
   checkInternals();
@@ -47,6 +53,10 @@ export function shimConnections(server: SMTPServer, options: ShimOptions): void 
     const send = connection.send.bind(connection);
     connection.send = (code, data, context) => send(code, data, typeof data === 'string' && OWN_STATUS.test(data) ? false : context);
     connection.init = () => init(connection, options.greetingDelayMs);
+    if (options.authOnlyOverTls === true) {
+      const isSupported = connection._isSupported.bind(connection);
+      connection._isSupported = (command) => (command === 'AUTH' && !connection.secure ? false : isSupported(command));
+    }
     return add(connection);
   };
 }

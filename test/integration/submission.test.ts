@@ -132,15 +132,40 @@ describe('submission', () => {
     }
   });
 
-  test('without AUTH: MAIL FROM gets 530 5.7.0; AUTH before STARTTLS is refused (538) and not even tried', async () => {
+  test('without AUTH: MAIL FROM gets 530 5.7.0; before STARTTLS AUTH is not offered and not taken; after it, it is offered', async () => {
     const t = await Transcript.open(submission);
     try {
-      await t.hello();
+      const ehlo = await t.hello();
+      assert.doesNotMatch(ehlo.raw, /AUTH/, 'no AUTH in EHLO before TLS');
+      assert.match(ehlo.raw, /STARTTLS/);
       assertReply(await t.command('MAIL FROM:<alice@example.org>'), 530, '5.7.0', 'MAIL without AUTH');
       const auth = await t.command(`AUTH PLAIN ${plain('alice', 'Alice-pw-1')}`);
-      assert.equal(auth.code, 538, auth.raw);
+      assert.equal(auth.code, 500, auth.raw);
+      assertReply(await t.command('MAIL FROM:<alice@example.org>'), 530, '5.7.0', 'still not logged in');
     } finally {
       t.close();
+    }
+    const s = await tlsSession(submission);
+    try {
+      assert.match(await s.command('EHLO client.example.test'), /^250-AUTH PLAIN LOGIN\r$/m);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('submission.allowPlaintextAuthOnLoopback: a loopback client may log in without TLS', async () => {
+    const open = await startServer(slapd, { listen: { submission: '127.0.0.1:0' }, submission: { allowPlaintextAuthOnLoopback: true } });
+    try {
+      const t = await Transcript.open(open.running.ports.submission!);
+      try {
+        assert.match((await t.hello()).raw, /AUTH PLAIN LOGIN/);
+        assertReply(await t.command(`AUTH PLAIN ${plain('alice', 'Alice-pw-1')}`), 235, '2.7.0', 'AUTH in clear from loopback');
+        assertReply(await t.command('MAIL FROM:<alice@example.org>'), 250, null, 'MAIL after AUTH');
+      } finally {
+        t.close();
+      }
+    } finally {
+      await open.stop();
     }
   });
 
