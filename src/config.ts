@@ -101,6 +101,8 @@ export const configSchema = z.strictObject({
     submission: hostPort.default('0.0.0.0:587'),
     submissions: hostPort.default('0.0.0.0:465'),
     pop3: hostPort.default('0.0.0.0:110'),
+    /** POP3 over TLS from the first byte (port 995); needs smtp.tls. */
+    pop3s: hostPort.default(''),
     imap: hostPort.default('0.0.0.0:143'),
     admin: hostPort.default('127.0.0.1:8025'),
   }).prefault({}),
@@ -178,6 +180,12 @@ export const configSchema = z.strictObject({
     allowPlaintextAuthOnLoopback: z.boolean().default(false),
     /** MAIL FROM and From: must be one of the logged-in entry's addresses (Postfix's reject_sender_login_mismatch). */
     senderLoginMatch: z.enum(['strict', 'off']).default('strict'),
+  }).prefault({}),
+  pop3: z.strictObject({
+    /** Let clients on loopback log in without TLS (USER/PASS, AUTH PLAIN); others must use STLS or POP3S. */
+    allowPlaintextAuthOnLoopback: z.boolean().default(false),
+    /** Idle time before a session is closed without deleting anything (RFC 1939: at least 10 minutes). */
+    idleTimeoutSeconds: z.number().int().min(30).default(600),
   }).prefault({}),
   limits: z.strictObject({
     /** Failed logins from one client address within authWindowSeconds before it is locked out. */

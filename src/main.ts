@@ -13,6 +13,7 @@ import { sharedRecalculations } from './deliver/quota.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startAdmin } from './listen/admin.ts';
 import { startSmtp, type Server } from './listen/index.ts';
+import { startPop3 } from './mailbox/pop3.ts';
 import type { Logger } from './log.ts';
 import { createDkimSigner } from './policy/dkim.ts';
 import { createPolicy } from './policy/index.ts';
@@ -68,7 +69,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   try {
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
     const shared = limitsRedis === null ? null : redisCounters(limitsRedis, `${settled.cache.keyPrefix}limits:`);
-    const submit = { authenticate: directory.authenticate, limits: createLimits(settled.limits, { shared, log }), dkim: createDkimSigner(settled.dkim) };
+    const limits = createLimits(settled.limits, { shared, log });
+    const submit = { authenticate: directory.authenticate, limits, dkim: createDkimSigner(settled.dkim) };
     if (settled.listen.submission !== '') {
       if (settled.smtp.tls.cert === '') log.warn('listen.submission without smtp.tls: AUTH is refused (no STARTTLS), except from loopback with submission.allowPlaintextAuthOnLoopback');
       servers.submission = await startSmtp(settled, settled.listen.submission, { policy, queue, log, submit }, 'submission');
@@ -76,6 +78,20 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     if (settled.listen.submissions !== '') {
       if (settled.smtp.tls.cert === '') log.warn('listen.submissions needs smtp.tls.cert and smtp.tls.key; not started');
       else servers.submissions = await startSmtp(settled, settled.listen.submissions, { policy, queue, log, submit }, 'submissions');
+    }
+    const tls = settled.smtp.tls.cert === '' ? null : { cert: readFileSync(settled.smtp.tls.cert), key: readFileSync(settled.smtp.tls.key) };
+    const inUse = new Set<string>();
+    for (const [name, implicitTls] of [['pop3', false], ['pop3s', true]] as const) {
+      const address = settled.listen[name];
+      if (address === '') continue;
+      if (implicitTls && tls === null) {
+        log.warn('listen.pop3s needs smtp.tls.cert and smtp.tls.key; not started');
+        continue;
+      }
+      servers[name] = await startPop3(parseHostPort(address)!, {
+        hostname: settled.hostname, mailboxes: settled.mailboxes, tls, implicitTls,
+        allowPlaintextOnLoopback: settled.pop3.allowPlaintextAuthOnLoopback, idleTimeoutMs: settled.pop3.idleTimeoutSeconds * 1000,
+      }, { authenticate: directory.authenticate, limits, log, inUse });
     }
     // validateConfig already refused a non-loopback admin address without a token.
     if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log });

@@ -61,7 +61,7 @@ export function ioFailure(err: unknown): MailError {
 
 /**
  * Writes `header` then `body` (LF line endings) to tmp/, fsyncs it, renames it into new/ as
- * `<unique>,S=<bytes>` and fsyncs new/. On failure nothing stays behind.
+ * `<unique>,S=<bytes>,W=<bytes with CRLF>` and fsyncs new/. On failure nothing stays behind.
  */
 export async function writeMessage(maildir: string, header: string, body: AsyncIterable<Buffer | string>): Promise<{ file: string; bytes: number }> {
   const { handle, name } = await createTmp(maildir);
@@ -69,11 +69,12 @@ export async function writeMessage(maildir: string, header: string, body: AsyncI
   let toClose: FileHandle | null = handle;
   let file: string | null = null;
   try {
-    const bytes = await copy(handle, header, body);
+    const { bytes, lines } = await copy(handle, header, body);
     await handle.sync();
     toClose = null;
     await handle.close();
-    const target = path.join(maildir, 'new', `${name},S=${bytes}`);
+    // ,W= is the size with CRLF line ends, as POP3 and IMAP count it (Dovecot's convention).
+    const target = path.join(maildir, 'new', `${name},S=${bytes},W=${bytes + lines}`);
     // rename(), as Dovecot and courier deliver: the unique name cannot exist already (time, pid,
     // per-process counter and host are in it), and one call does what link()+unlink() did.
     await rename(tmp, target);
@@ -100,14 +101,20 @@ async function createTmp(maildir: string): Promise<{ handle: FileHandle; name: s
   }
 }
 
-async function copy(handle: FileHandle, header: string, body: AsyncIterable<Buffer | string>): Promise<number> {
+/** Writes the message with LF line ends; returns its bytes and its lines (so its size with CRLF is bytes + lines). */
+async function copy(handle: FileHandle, header: string, body: AsyncIterable<Buffer | string>): Promise<{ bytes: number; lines: number }> {
   const state = { cr: false };
-  let bytes = await writeAll(handle, crlfToLf(Buffer.from(header, 'utf8'), state));
+  let lines = 0;
+  const counted = (buffer: Buffer): Buffer => {
+    for (let i = buffer.indexOf(0x0a); i !== -1; i = buffer.indexOf(0x0a, i + 1)) lines++;
+    return buffer;
+  };
+  let bytes = await writeAll(handle, counted(crlfToLf(Buffer.from(header, 'utf8'), state)));
   for await (const chunk of body) {
-    bytes += await writeAll(handle, crlfToLf(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk, state));
+    bytes += await writeAll(handle, counted(crlfToLf(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk, state)));
   }
   if (state.cr) bytes += await writeAll(handle, CR_ONLY);
-  return bytes;
+  return { bytes, lines };
 }
 
 async function writeAll(handle: FileHandle, buffer: Buffer): Promise<number> {

@@ -175,10 +175,15 @@ export async function installSizeFile(maildir: string, quota: Quota, scan: { usa
 
 /** Appends `<bytes> 1` after a delivery. Best effort: the message is already delivered; a missing file is recalculated later. */
 export async function recordDelivery(maildir: string, bytes: number): Promise<void> {
+  await recordChange(maildir, bytes, 1);
+}
+
+/** Appends `<bytes> <count>` (negative after removals) to an existing maildirsize; best effort, as above. */
+export async function recordChange(maildir: string, bytes: number, count: number): Promise<void> {
   try {
     const handle = await open(path.join(maildir, 'maildirsize'), constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW);
     try {
-      await handle.write(`${bytes} 1\n`);
+      await handle.write(`${bytes} ${count}\n`);
     } finally {
       await handle.close();
     }

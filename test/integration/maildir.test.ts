@@ -47,7 +47,7 @@ describe('delivery', () => {
     const names = await list(path.join(maildir, 'new'));
     assert.equal(names.length, 1);
     assert.equal(result.file, path.join(maildir, 'new', names[0]!));
-    assert.match(names[0]!, new RegExp(`^\\d+\\.M\\d+P${process.pid}Q\\d+\\..+,S=${result.bytes}$`));
+    assert.match(names[0]!, new RegExp(`^\\d+\\.M\\d+P${process.pid}Q\\d+\\..+,S=${result.bytes},W=\\d+$`));
     const content = await fs.readFile(result.file, 'latin1');
     assert.equal(content, 'Return-Path: <a@example.org>\nDelivered-To: b@example.org\nSubject: hi\n\nline one\nline\rtwo\n');
     assert.equal(result.bytes, Buffer.byteLength(content, 'latin1'));
