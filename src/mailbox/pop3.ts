@@ -122,19 +122,30 @@ async function session(raw: Socket, options: Pop3Options, deps: Pop3Deps, log: L
   let waiter: (() => void) | null = null;
   let closed = false;
   let timer: NodeJS.Timeout | null = null;
+  /** QUIT was answered: the socket is closing gracefully. */
+  let ending = false;
 
+  const onData = (d: string) => {
+    buffer += d;
+    waiter?.();
+  };
+  const onClose = () => {
+    closed = true;
+    waiter?.();
+  };
+  const ignore = () => undefined;
   const attach = (s: Socket) => {
     s.setNoDelay(true);
     s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      buffer += d;
-      waiter?.();
-    });
-    s.on('error', () => undefined);
-    s.on('close', () => {
-      closed = true;
-      waiter?.();
-    });
+    s.on('data', onData);
+    s.on('error', ignore);
+    s.on('close', onClose);
+  };
+  /** Says a last line and closes gracefully (a TLS socket still has to encrypt it). */
+  const goodbye = (line: string) => {
+    ending = true;
+    if (!closed) socket.end(`${line}\r\n`);
+    setTimeout(() => socket.destroy(), 10_000).unref();
   };
   attach(socket);
   const write = (line: string) => {
@@ -143,8 +154,9 @@ async function session(raw: Socket, options: Pop3Options, deps: Pop3Deps, log: L
   const idle = () => {
     if (timer !== null) clearTimeout(timer);
     timer = setTimeout(() => {
-      write('-ERR autologout: idle for too long');
-      socket.destroy();
+      goodbye('-ERR autologout: idle for too long');
+      waiter?.();
+      closed = true;
     }, options.idleTimeoutMs);
     timer.unref();
   };
@@ -163,8 +175,7 @@ async function session(raw: Socket, options: Pop3Options, deps: Pop3Deps, log: L
         return line;
       }
       if (buffer.length > MAX_COMMAND) {
-        write('-ERR command line too long');
-        socket.destroy();
+        goodbye('-ERR command line too long');
         return null;
       }
       if (closed) return null;
@@ -308,7 +319,10 @@ async function session(raw: Socket, options: Pop3Options, deps: Pop3Deps, log: L
         } else {
           write(`+OK ${options.hostname} bye`);
         }
+        // end(), not destroy(): replies still buffered (TLS encrypts asynchronously) must reach the client.
+        ending = true;
         socket.end();
+        setTimeout(() => socket.destroy(), 10_000).unref();
         return;
       }
       if (command === 'CAPA') {
@@ -330,8 +344,9 @@ async function session(raw: Socket, options: Pop3Options, deps: Pop3Deps, log: L
           write('+OK begin TLS negotiation');
           // Anything the client pipelined after STLS was sent in clear text: thrown away (RFC 2595 §4, CVE-2011-0411).
           buffer = '';
-          socket.removeAllListeners('data');
-          socket.removeAllListeners('close');
+          user = null; // a USER given in clear text does not carry over into TLS
+          socket.off('data', onData);
+          socket.off('close', onClose);
           const tls = new TLSSocket(socket, { isServer: true, secureContext: context });
           await new Promise<void>((resolve, reject) => {
             tls.once('secure', resolve);
@@ -459,6 +474,6 @@ async function session(raw: Socket, options: Pop3Options, deps: Pop3Deps, log: L
   } finally {
     if (timer !== null) clearTimeout(timer);
     if (mailbox !== null) deps.inUse.delete(mailbox);
-    socket.destroy();
+    if (!ending) socket.destroy();
   }
 }
