@@ -76,6 +76,8 @@ const directorySchema = z.strictObject({
     allowCleartext: z.boolean().default(false),
     /** Filter template; %s is the whole login, %u its local part, %d its domain. Empty: the profile's. */
     loginFilter: z.string().default(''),
+    /** An attribute of the user's entry listing more addresses the user may send as (submission). Empty: none. */
+    sendAsAttribute: z.string().regex(/^([A-Za-z][A-Za-z0-9-]*)?$/, 'expected an attribute name').default(''),
   }).prefault({}),
 });
 
@@ -180,6 +182,8 @@ export const configSchema = z.strictObject({
     allowPlaintextAuthOnLoopback: z.boolean().default(false),
     /** MAIL FROM and From: must be one of the logged-in entry's addresses (Postfix's reject_sender_login_mismatch). */
     senderLoginMatch: z.enum(['strict', 'off']).default('strict'),
+    /** Members of a list (qmailGroup, groupOfNames) may also send as the list's address. */
+    sendAsGroupMembers: z.boolean().default(false),
   }).prefault({}),
   pop3: z.strictObject({
     /** Let clients on loopback log in without TLS (USER/PASS, AUTH PLAIN); others must use STLS or POP3S. */

@@ -70,7 +70,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
     const shared = limitsRedis === null ? null : redisCounters(limitsRedis, `${settled.cache.keyPrefix}limits:`);
     const limits = createLimits(settled.limits, { shared, log });
-    const submit = { authenticate: directory.authenticate, limits, dkim: createDkimSigner(settled.dkim) };
+    const submit = { authenticate: directory.authenticate, directory, limits, dkim: createDkimSigner(settled.dkim) };
     if (settled.listen.submission !== '') {
       if (settled.smtp.tls.cert === '') log.warn('listen.submission without smtp.tls: AUTH is refused (no STARTTLS), except from loopback with submission.allowPlaintextAuthOnLoopback');
       servers.submission = await startSmtp(settled, settled.listen.submission, { policy, queue, log, submit }, 'submission');

@@ -17,6 +17,8 @@ export interface AuthOptions {
   readonly allowCleartext: boolean;
   /** Template with %s/%u/%d; empty: the profile's default for the shape of the login. */
   readonly loginFilter: string;
+  /** Attribute with more addresses the user may send as; '' for none. */
+  readonly sendAsAttribute?: string;
   readonly entry: EntryContext;
 }
 
@@ -24,7 +26,7 @@ const REFUSED_STATES = new Set(['noaccess', 'nopop', 'disabled', 'deleted']);
 
 export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool; log: Logger }) {
   const { profile } = options;
-  const attributes = [...new Set([...recipientAttributes(profile), profile.password])];
+  const attributes = [...new Set([...recipientAttributes(profile), profile.password, ...(options.sendAsAttribute ? [options.sendAsAttribute] : [])])];
 
   return async function authenticate(login: string, password: string): Promise<LoginResult> {
     if (password === '') return { ok: false, reason: 'empty-password' };
@@ -64,6 +66,7 @@ export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool
       addresses: 'addresses' in resolution ? resolution.addresses : [address],
       mailHost: 'mailHost' in resolution ? resolution.mailHost : null,
       mailbox: resolution.kind === 'mailbox' ? resolution.mailbox : null,
+      sendAs: options.sendAsAttribute ? (entry.attrs.get(options.sendAsAttribute.toLowerCase()) ?? []).map((a) => a.trim().toLowerCase()) : [],
     };
   };
 

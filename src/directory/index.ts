@@ -11,7 +11,7 @@ import { createCache } from './cache.ts';
 import type { CandidateRules } from './candidates.ts';
 import { startEmbeddedDirectory, type EmbeddedDirectory } from './embedded/index.ts';
 import type { EntryContext } from './entry.ts';
-import { createGroups } from './groups.ts';
+import { createGroups, normalizeDn } from './groups.ts';
 import { verifyPassword } from './password.ts';
 import { createLdapPool } from './pool.ts';
 import { PROFILES } from './profiles.ts';
@@ -77,6 +77,7 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
   }, { pool, log });
   const authenticate = createAuthenticator({
     baseDN: d.baseDN, profile, method: d.auth.method, allowCleartext: d.auth.allowCleartext, loginFilter: d.auth.loginFilter,
+    sendAsAttribute: d.auth.sendAsAttribute,
     entry: { ...entry, profile, warn: (fields, message) => log.warn(fields, message) },
   }, { pool, log });
   const cache = createCache(config.cache, { log });
@@ -103,6 +104,7 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     resolveRecipient,
     expandGroup: async (group) => (await groups.expand(group)).addresses,
     mayPost: (group, sender) => groups.mayPost(group, sender),
+    isMember: async (group, dn) => (await groups.expand(group)).dns.has(normalizeDn(dn)),
     authenticate,
     async flush(address?: Address) {
       await cache.flush(address === undefined ? undefined : resolver.key(address) ?? undefined);

@@ -95,7 +95,7 @@ export interface Lookup {
 export type LoginFailure = 'empty-password' | 'unknown-user' | 'bad-password' | 'account-disabled' | 'ambiguous';
 
 export type LoginResult =
-  | { readonly ok: true; readonly dn: string; readonly login: string; readonly addresses: readonly string[]; readonly mailHost: string | null; readonly mailbox: string | null }
+  | { readonly ok: true; readonly dn: string; readonly login: string; readonly addresses: readonly string[]; readonly mailHost: string | null; readonly mailbox: string | null; readonly sendAs?: readonly string[] }
   | { readonly ok: false; readonly reason: LoginFailure };
 
 export interface Directory {
@@ -107,6 +107,8 @@ export interface Directory {
   authenticate(login: string, password: string): Promise<LoginResult>;
   /** The addresses a group distributes to (nested groups expanded, de-duplicated, capped); temporary MailError on directory trouble. */
   expandGroup(group: GroupResolution): Promise<readonly string[]>;
+  /** Is the entry `dn` a member of `group` (nested groups included)? */
+  isMember(group: GroupResolution, dn: string): Promise<boolean>;
   /** May `sender` post to `group` (members-only lists)? */
   mayPost(group: GroupResolution, sender: Address | null): Promise<boolean>;
   /** Drop one address from every cache tier, or everything when no address is given. */

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config.ts';
 import { headerValuesOf } from '../deliver/headers.ts';
-import type { LoginResult } from '../directory/types.ts';
+import type { Directory, LoginResult } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
 import { type Address, type ClientInfo, formatAddress, MailError, parseAddress, permanent, temporary } from '../mail.ts';
 import type { DkimSigner } from '../policy/dkim.ts';
@@ -21,6 +21,8 @@ type Callback = (err?: Error | null) => void;
 
 export interface SubmitDeps {
   readonly authenticate: (login: string, password: string) => Promise<LoginResult>;
+  /** For submission.sendAsGroupMembers: the list behind a sender address and its members. */
+  readonly directory?: Pick<Directory, 'resolveRecipient' | 'isMember'>;
   readonly limits: Limits;
   readonly dkim: DkimSigner;
 }
@@ -69,7 +71,7 @@ export function createSubmitHooks(config: Config, deps: HookDeps) {
       await sleep(delay);
       throw permanent('5.7.8', 'authentication credentials invalid', undefined, 535);
     }
-    return { login: result.login, dn: result.dn, addresses: result.addresses.map((a) => a.toLowerCase()) };
+    return { login: result.login, dn: result.dn, addresses: [...result.addresses, ...(result.sendAs ?? [])].map((a) => a.toLowerCase()) };
   }
 
   function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void {
@@ -88,8 +90,18 @@ export function createSubmitHooks(config: Config, deps: HookDeps) {
     }
     if (config.submission.senderLoginMatch === 'strict') {
       const refusal = senderRefusal(principal, sender);
-      if (refusal !== null) throw refusal;
+      if (refusal !== null && !(sender !== null && await sendsAsGroup(session, principal, sender))) throw refusal;
     }
+  }
+
+  /** With submission.sendAsGroupMembers: `sender` is a list's address and the principal one of its members. */
+  async function sendsAsGroup(session: SMTPServerSession, principal: Principal, sender: Address): Promise<boolean> {
+    if (!config.submission.sendAsGroupMembers || deps.directory === undefined) return false;
+    const resolution = await deps.directory.resolveRecipient(sender);
+    if (resolution.kind !== 'group' || !(await deps.directory.isMember(resolution, principal.dn))) return false;
+    // From: may then name the list too, for this session.
+    principals.set(session, { ...principal, addresses: [...principal.addresses, formatAddress(sender).toLowerCase()] });
+    return true;
   }
 
   async function checkRecipient(session: SMTPServerSession): Promise<void> {

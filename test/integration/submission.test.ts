@@ -258,3 +258,42 @@ describe('abuse limits shared through Redis', () => {
     });
   });
 });
+
+describe('send-as: list members and a send-as attribute', () => {
+  let slapd: Slapd;
+  let server: TestServer;
+
+  before(async () => {
+    slapd = await startSlapd();
+    server = await startServer(slapd, {
+      smtp: { tls: TLS }, listen: { submission: '127.0.0.1:0' },
+      submission: { sendAsGroupMembers: true },
+      // Any attribute will do for the test: dave's mailForwardingAddress (dave@partner.test) becomes a send-as address.
+      directory: { auth: { sendAsAttribute: 'mailForwardingAddress' } },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await slapd?.stop();
+  });
+
+  test('a member of staff (alice) may send as staff@example.org, in MAIL FROM and From:; a non-member (dave) may not', async () => {
+    const port = server.running.ports.submission!;
+    const ok = await transport(port, 'alice', 'Alice-pw-1').sendMail({ from: 'Staff <staff@example.org>', to: 'bob@example.org', subject: marker('as-list'), text: 'x' });
+    assert.match(ok.response, /^250 /);
+    await assert.rejects(transport(port, 'dave', 'Dave-pw-4').sendMail({ from: 'staff@example.org', to: 'bob@example.org', subject: 'x', text: 'x' }), (err: Error & { response?: string }) => {
+      assert.match(err.response ?? '', /^553 5\.7\.1 /);
+      return true;
+    });
+  });
+
+  test('directory.auth.sendAsAttribute: the values of that attribute count as the user\'s own', async () => {
+    const port = server.running.ports.submission!;
+    const ok = await transport(port, 'dave', 'Dave-pw-4').sendMail({ from: 'dave@partner.test', to: 'bob@example.org', subject: marker('as-attr'), text: 'x' });
+    assert.match(ok.response, /^250 /);
+    await assert.rejects(transport(port, 'bob', 'Bob-pw-2').sendMail({ from: 'dave@partner.test', to: 'bob@example.org', subject: 'x', text: 'x' }), (err: Error & { response?: string }) => {
+      assert.match(err.response ?? '', /^553 5\.7\.1 /);
+      return true;
+    });
+  });
+});
