@@ -86,4 +86,5 @@ process.stdout.write(`${JSON.stringify({
   sessions, concurrency, seconds: Math.round(seconds * 1000) / 1000, sessionsPerS: Math.round(sessions / seconds * 10) / 10,
   mbPerS: Math.round(results.reduce((n, r) => n + r.bytes, 0) / 1e6 / seconds * 10) / 10,
   loginP50ms: pct(0.5), loginP99ms: pct(0.99), errors: errors.length, firstError: errors[0]?.error ?? null,
+  clientCpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000),
 })}\n`);

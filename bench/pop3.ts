@@ -110,7 +110,7 @@ await slapd.stop();
 const ratio = (a: unknown, b: unknown) => (typeof a === 'number' && typeof b === 'number' && a > 0 ? (b / a).toFixed(2) : '-');
 console.log('\n| scenario | figure | Dovecot | ldapmta | ldapmta/Dovecot |\n|---|---|---:|---:|---:|');
 for (const [scenario, , peer, mine] of rows) {
-  for (const figure of ['sessionsPerS', 'mbPerS', 'loginP50ms', 'loginP99ms', 'errors']) {
+  for (const figure of ['sessionsPerS', 'mbPerS', 'loginP50ms', 'loginP99ms', 'clientCpuMs', 'errors']) {
     if (figure === 'mbPerS' && scenario.startsWith('login')) continue;
     console.log(`| ${scenario} | ${figure} | ${peer[figure]} | ${mine[figure]} | ${ratio(peer[figure], mine[figure])} |`);
   }
