@@ -89,7 +89,8 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     // The Redis tier is shared by every node, so what depends on the node is never cached: the
     // mailbox is kept relative to the mail base, and whether mailHost names this node is decided here.
     const found = await cache.get(key, async () => portable(await resolver.resolve(key), entry.mailboxes));
-    return { ...found, resolution: forThisNode(found.resolution, entry.self, entry.mailboxes) };
+    const resolution = forThisNode(found.resolution, entry.self, entry.mailboxes);
+    return resolution === found.resolution ? found : { ...found, resolution };
   }
 
   const resolveRecipient = async (address: Address) => (await lookup(address)).resolution;

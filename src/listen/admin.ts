@@ -3,11 +3,11 @@
 // non-loopback address without one). Decides nothing about mail; it calls the queue's controls.
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { HostPort } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { isMessageId } from '../queue/id.ts';
 import type { QueueControl } from '../queue/types.ts';
+import { listenOn } from './bind.ts';
 import type { Server } from './index.ts';
 
 export interface AdminDeps {
@@ -83,14 +83,7 @@ export async function startAdmin(where: HostPort, deps: AdminDeps): Promise<Serv
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(where.port, where.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOn(server, where);
   log.info({ host: where.host, port, bearerRequired: deps.token !== '' }, 'admin listening');
   return {
     port,

@@ -2,7 +2,6 @@
 // the directory with failure delays and lockouts, "authenticate first" (530), the sender and From:
 // belonging to the login (553), hourly limits (451), and the whole message held so that a
 // Message-ID, a Date and a DKIM signature can be added before it is queued.
-import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config.ts';
@@ -12,6 +11,7 @@ import type { Logger } from '../log.ts';
 import { type Address, type ClientInfo, formatAddress, MailError, parseAddress, permanent, temporary } from '../mail.ts';
 import type { DkimSigner } from '../policy/dkim.ts';
 import type { Limits } from '../policy/limits.ts';
+import { isLoopback } from '../policy/rules.ts';
 import { fromRefusal, headerAddresses, missingFields, type Principal, senderRefusal } from '../policy/submission.ts';
 import type { Queue } from '../queue/types.ts';
 import type { DataHygiene } from './hygiene.ts';
@@ -34,11 +34,6 @@ interface HookDeps extends SubmitDeps {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function isLoopback(ip: string): boolean {
-  const plain = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
-  return plain === '::1' || /^127\./.test(plain);
-}
 
 export function createSubmitHooks(config: Config, deps: HookDeps) {
   const { limits, log } = deps;

@@ -4,12 +4,12 @@
 // and login results into +OK/-ERR lines and decides nothing about mail.
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type SecureContext, TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
-import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { HostPort } from '../config.ts';
 import type { LoginResult } from '../directory/types.ts';
+import { listenOn } from '../listen/bind.ts';
 import type { Logger } from '../log.ts';
+import { isLoopback } from '../policy/rules.ts';
 import type { Limits } from '../policy/limits.ts';
 import { listMailbox, type MailboxMessage, openMessage, readMessage, removeMessages } from './maildir.ts';
 
@@ -71,11 +71,6 @@ export function topLength(message: Buffer, lines: number): number {
 
 const DOT = Buffer.from('.');
 
-function isLoopback(ip: string): boolean {
-  const plain = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
-  return plain === '::1' || /^127\./.test(plain);
-}
-
 export async function startPop3(where: HostPort, options: Pop3Options, deps: Pop3Deps): Promise<Pop3Server> {
   const log = deps.log.child({ component: options.implicitTls ? 'pop3s' : 'pop3' });
   const context: SecureContext | null = options.tls === null ? null : createSecureContext({ ...options.tls, minVersion: 'TLSv1.2' });
@@ -94,14 +89,7 @@ export async function startPop3(where: HostPort, options: Pop3Options, deps: Pop
     ? createTlsServer({ ...options.tls!, minVersion: 'TLSv1.2' }, handle)
     : createNetServer(handle);
   server.on('tlsClientError', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(where.port, where.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOn(server, where);
   log.info({ host: where.host, port, tls: context !== null }, 'pop3 listening');
   return {
     port,

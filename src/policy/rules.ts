@@ -16,10 +16,21 @@ export function trustedNetworks(cidrs: readonly string[]): BlockList {
   return list;
 }
 
+/** A client address without the IPv4-mapped prefix ("::ffff:127.0.0.1" → "127.0.0.1"). */
+export function plainIp(ip: string): string {
+  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+}
+
+/** 127.0.0.0/8 or ::1, mapped or not. */
+export function isLoopback(ip: string): boolean {
+  const plain = plainIp(ip);
+  return plain === '::1' || /^127\./.test(plain);
+}
+
 /** A client may relay when it authenticated or connects from a trusted network. */
 export function mayRelay(ip: string, user: string | null, trusted: BlockList): boolean {
   if (user !== null) return true;
-  const plain = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+  const plain = plainIp(ip);
   const family = isIP(plain);
   if (family === 0) return false;
   return trusted.check(plain, family === 6 ? 'ipv6' : 'ipv4');
