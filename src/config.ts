@@ -105,7 +105,10 @@ export const configSchema = z.strictObject({
     pop3: hostPort.default('0.0.0.0:110'),
     /** POP3 over TLS from the first byte (port 995); needs smtp.tls. */
     pop3s: hostPort.default(''),
+    /** IMAP with STARTTLS (port 143). */
     imap: hostPort.default('0.0.0.0:143'),
+    /** IMAP over TLS from the first byte (port 993); needs smtp.tls. */
+    imaps: hostPort.default(''),
     admin: hostPort.default('127.0.0.1:8025'),
   }).prefault({}),
   smtp: z.strictObject({
@@ -190,6 +193,12 @@ export const configSchema = z.strictObject({
     allowPlaintextAuthOnLoopback: z.boolean().default(false),
     /** Idle time before a session is closed without deleting anything (RFC 1939: at least 10 minutes). */
     idleTimeoutSeconds: z.number().int().min(30).default(600),
+  }).prefault({}),
+  imap: z.strictObject({
+    /** Let clients on loopback log in without TLS (LOGIN, AUTHENTICATE PLAIN); others must use STARTTLS or IMAPS. */
+    allowPlaintextAuthOnLoopback: z.boolean().default(false),
+    /** Idle time (IDLE included) before a session is logged out (RFC 3501 §5.4: at least 30 minutes). */
+    idleTimeoutSeconds: z.number().int().min(60).default(1800),
   }).prefault({}),
   limits: z.strictObject({
     /** Failed logins from one client address within authWindowSeconds before it is locked out. */

@@ -14,6 +14,8 @@ import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startAdmin } from './listen/admin.ts';
 import { startSmtp, type Server } from './listen/index.ts';
 import { startPop3 } from './mailbox/pop3.ts';
+import { FolderRegistry } from './mailbox/imap/mailstore.ts';
+import { startImap } from './mailbox/imap/server.ts';
 import type { Logger } from './log.ts';
 import { createDkimSigner } from './policy/dkim.ts';
 import { createPolicy } from './policy/index.ts';
@@ -92,6 +94,19 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
         hostname: settled.hostname, mailboxes: settled.mailboxes, tls, implicitTls,
         allowPlaintextOnLoopback: settled.pop3.allowPlaintextAuthOnLoopback, idleTimeoutMs: settled.pop3.idleTimeoutSeconds * 1000,
       }, { authenticate: directory.authenticate, limits, log, inUse });
+    }
+    const registry = new FolderRegistry();
+    for (const [name, implicitTls] of [['imap', false], ['imaps', true]] as const) {
+      const address = settled.listen[name];
+      if (address === '') continue;
+      if (implicitTls && tls === null) {
+        log.warn('listen.imaps needs smtp.tls.cert and smtp.tls.key; not started');
+        continue;
+      }
+      servers[name] = await startImap(parseHostPort(address)!, {
+        hostname: settled.hostname, mailboxes: settled.mailboxes, tls, implicitTls, maxMessageSize: settled.smtp.maxMessageSize,
+        allowPlaintextOnLoopback: settled.imap.allowPlaintextAuthOnLoopback, idleTimeoutMs: settled.imap.idleTimeoutSeconds * 1000,
+      }, { authenticate: directory.authenticate, limits, log, registry });
     }
     // validateConfig already refused a non-loopback admin address without a token.
     if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log });

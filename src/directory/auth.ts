@@ -66,6 +66,7 @@ export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool
       addresses: 'addresses' in resolution ? resolution.addresses : [address],
       mailHost: 'mailHost' in resolution ? resolution.mailHost : null,
       mailbox: resolution.kind === 'mailbox' ? resolution.mailbox : null,
+      ...(resolution.kind === 'mailbox' ? { quota: resolution.quota } : {}),
       sendAs: options.sendAsAttribute ? (entry.attrs.get(options.sendAsAttribute.toLowerCase()) ?? []).map((a) => a.trim().toLowerCase()) : [],
     };
   };

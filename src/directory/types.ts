@@ -95,7 +95,7 @@ export interface Lookup {
 export type LoginFailure = 'empty-password' | 'unknown-user' | 'bad-password' | 'account-disabled' | 'ambiguous';
 
 export type LoginResult =
-  | { readonly ok: true; readonly dn: string; readonly login: string; readonly addresses: readonly string[]; readonly mailHost: string | null; readonly mailbox: string | null; readonly sendAs?: readonly string[] }
+  | { readonly ok: true; readonly dn: string; readonly login: string; readonly addresses: readonly string[]; readonly mailHost: string | null; readonly mailbox: string | null; readonly sendAs?: readonly string[]; readonly quota?: Quota }
   | { readonly ok: false; readonly reason: LoginFailure };
 
 export interface Directory {

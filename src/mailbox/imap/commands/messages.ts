@@ -1,0 +1,355 @@
+// Commands on the selected folder: CHECK, CLOSE, UNSELECT, EXPUNGE, IDLE, FETCH, STORE, SEARCH,
+// COPY, MOVE and their UID forms (UIDPLUS's UID EXPUNGE included). Message bytes are read from the
+// Maildir (LF) and shown with CRLF; parsed structure is remembered per message in `deps.memo`.
+import { link, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { uniqueName } from '../../../deliver/maildir-file.ts';
+import { checkQuota, recordChange } from '../../../deliver/quota.ts';
+import { fetchResponse, type FetchItem, needsOf, parseFetchItems, setsSeen } from '../fetch.ts';
+import type { Entry, Folder } from '../folder.ts';
+import { systemFlag } from '../folder.ts';
+import { nameProblem } from '../mailstore.ts';
+import { headerValues, searchText, sentDate } from '../mime.ts';
+import { matches, parseSearch, searchNeeds, type SearchSubject } from '../search.ts';
+import { compress, expand, parseSequenceSet, seqForUids, type SequenceSet } from '../sequence.ts';
+import { flagList, type Handler, type Selected, type Session } from '../session.ts';
+import type { Command, Token } from '../types.ts';
+import { astring } from '../wire.ts';
+import { ArgError, atom, flags as flagArgs, folderName } from './args.ts';
+
+const SELECTED = ['selected'] as const;
+
+/** LF → CRLF (a CR already before an LF is kept). Pure. */
+export function lfToCrlf(data: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, nl + 1)) {
+    if (nl > 0 && data[nl - 1] === 0x0d) continue;
+    parts.push(data.subarray(from, nl), CRLF);
+    from = nl + 1;
+  }
+  if (from === 0) return data;
+  parts.push(data.subarray(from));
+  return Buffer.concat(parts);
+}
+const CRLF = Buffer.from('\r\n');
+
+/** The end of the header (after the blank line) in LF bytes, or -1. Pure. */
+function headerEnd(data: Buffer): number {
+  if (data[0] === 0x0a) return 1;
+  const at = data.indexOf('\n\n');
+  return at === -1 ? -1 : at + 2;
+}
+
+/** The messages a set names, as [seq, uid] pairs in sequence order. */
+function targets(sel: Selected, set: SequenceSet, byUid: boolean): [number, number][] {
+  const seqs = byUid ? seqForUids(sel.view, set) : expand(set, sel.view.length);
+  return seqs.map((seq) => [seq, sel.view[seq - 1]!]);
+}
+
+function sequenceArg(token: Token | undefined): SequenceSet {
+  const value = atom(token, 'the message set');
+  const set = parseSequenceSet(value);
+  if (set === null) throw new ArgError(`${value.slice(0, 40)} is not a message set`);
+  return set;
+}
+
+/** Header only (when it suffices) or the whole message, CRLF; null when the file has gone. */
+async function content(folder: Folder, entry: Entry, need: 'header' | 'full'): Promise<Buffer | null> {
+  if (need === 'header') {
+    const head = await folder.readHead(entry, 16_384);
+    if (head === null) return null;
+    const end = headerEnd(head);
+    if (end !== -1) return lfToCrlf(head.subarray(0, end));
+  }
+  const whole = await folder.read(entry);
+  return whole === null ? null : lfToCrlf(whole);
+}
+
+async function fetch(session: Session, command: Command, byUid: boolean, args: readonly Token[]): Promise<void> {
+  const sel = session.selected!;
+  const set = sequenceArg(args[0]);
+  const parsed = parseFetchItems(args[1]?.type === 'list' ? args[1] : args.slice(1, 2));
+  if ('error' in parsed) throw new ArgError(parsed.error);
+  const items: FetchItem[] = byUid && !parsed.some((i) => i.kind === 'UID') ? [...(parseFetchItems([{ type: 'atom', value: 'UID' }]) as FetchItem[]), ...parsed] : parsed;
+  const marks = setsSeen(items) && !sel.readOnly;
+  const folder = sel.folder;
+  const wantDate = items.some((i) => i.kind === 'INTERNALDATE');
+  for (const [seq, uid] of targets(sel, set, byUid)) {
+    const entry = folder.byUid.get(uid);
+    if (entry === undefined) continue; // expunged by another session, not yet told
+    await folder.complete([entry], { date: wantDate, size: true });
+    if (marks && !entry.flags.includes('\\Seen')) await folder.setFlags([uid], 'add', ['\\Seen']);
+    const memo = memoOf(session, folder, entry);
+    const need = needsOf(items, memo);
+    const body = need === 'none' ? null : await content(folder, entry, need);
+    if (need !== 'none' && body === null) continue;
+    const line = fetchResponse(seq, items, {
+      uid, flags: withRecent(entry.flags, sel.recent.has(uid)), size: entry.size ?? 0,
+      internalDate: new Date(entry.internalDate ?? 0), modseq: entry.modseq, content: body, memo,
+    });
+    session.send(line);
+    await session.drain();
+  }
+  // \Seen set by this FETCH is told by the flush below, as an untagged FETCH FLAGS.
+  await session.flush(byUid ? 'UID' : 'FETCH');
+  session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}FETCH completed`);
+}
+
+function withRecent(flags: readonly string[], recent: boolean): string[] {
+  return recent ? [...flags, '\\Recent'] : [...flags];
+}
+
+function memoOf(session: Session, folder: Folder, entry: Entry): { envelope?: string; body?: string; bodystructure?: string } {
+  const key = `${folder.path}\0${entry.unique}`;
+  let memo = session.deps.memo.get(key);
+  if (memo === undefined) {
+    memo = {};
+    session.deps.memo.set(key, memo);
+  }
+  return memo;
+}
+
+async function store(session: Session, command: Command, byUid: boolean, args: readonly Token[]): Promise<void> {
+  const sel = session.selected!;
+  if (sel.readOnly) {
+    session.send(`${command.tag} NO [READ-ONLY] the folder was opened with EXAMINE`);
+    return;
+  }
+  const set = sequenceArg(args[0]);
+  const what = atom(args[1], 'the STORE item').toUpperCase();
+  const m = /^([+-]?)FLAGS(\.SILENT)?$/.exec(what);
+  if (m === null) throw new ArgError('STORE takes FLAGS, +FLAGS or -FLAGS (optionally .SILENT)');
+  const wanted = flagArgs(args[2]?.type === 'list' ? args[2] : args.length > 3 ? { type: 'list', items: args.slice(2) } : args[2]);
+  const kept = wanted.map(systemFlag).filter((f): f is string => f !== null);
+  const mode = m[1] === '+' ? 'add' : m[1] === '-' ? 'remove' : 'set';
+  const chosen = targets(sel, set, byUid);
+  const folder = sel.folder;
+  await folder.setFlags(chosen.map(([, uid]) => uid), mode, kept);
+  const lines: string[] = [];
+  if (m[2] === undefined) {
+    for (const [seq, uid] of chosen) {
+      const entry = folder.byUid.get(uid);
+      if (entry !== undefined) lines.push(`* ${seq} FETCH (${byUid ? `UID ${uid} ` : ''}FLAGS (${flagList(entry.flags, sel.recent.has(uid))}))`);
+    }
+  }
+  session.sendAll(lines);
+  // Changes made here are told by the lines above (or not wanted: .SILENT); others' are still due.
+  const mine = new Set(chosen.map(([, uid]) => uid));
+  const others = folder.entries.some((e) => e.modseq > sel.modseq && !mine.has(e.uid));
+  if (!others) sel.modseq = folder.highestModseq;
+  await session.flush(byUid ? 'UID' : 'STORE');
+  session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}STORE completed`);
+}
+
+async function search(session: Session, command: Command, byUid: boolean, args: readonly Token[]): Promise<void> {
+  const sel = session.selected!;
+  const parsed = parseSearch(args);
+  if ('error' in parsed) {
+    session.send(parsed.badCharset ? `${command.tag} NO [BADCHARSET (US-ASCII UTF-8)] unsupported charset` : `${command.tag} BAD ${parsed.error}`);
+    return;
+  }
+  const needs = searchNeeds(parsed.key);
+  const folder = sel.folder;
+  const maxUid = sel.view.length === 0 ? 0 : sel.view[sel.view.length - 1]!;
+  const found: number[] = [];
+  for (let i = 0; i < sel.view.length; i++) {
+    const uid = sel.view[i]!;
+    const entry = folder.byUid.get(uid);
+    if (entry === undefined) continue;
+    await folder.complete([entry], { date: true, size: true });
+    let raw: Buffer | null = null;
+    if (needs.header || needs.body || needs.sentDate) {
+      raw = await content(folder, entry, needs.body ? 'full' : 'header');
+      if (raw === null) continue;
+    }
+    const data = raw;
+    const subject: SearchSubject = {
+      seq: i + 1, uid, flags: new Set(entry.flags), recent: sel.recent.has(uid), size: entry.size ?? 0,
+      internalDate: new Date(entry.internalDate ?? 0), modseq: entry.modseq,
+      ...(data === null ? {} : {
+        header: (name: string) => headerValues(data, name),
+        body: () => searchText(bodyOnly(data)),
+        text: () => searchText(data),
+        sentDate: () => sentDate(data),
+      }),
+    };
+    if (matches(parsed.key, subject, { maxSeq: sel.view.length, maxUid })) found.push(byUid ? uid : i + 1);
+  }
+  session.send(`* SEARCH${found.map((n) => ` ${n}`).join('')}`);
+  await session.flush(byUid ? 'UID' : 'SEARCH');
+  session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}SEARCH completed`);
+}
+
+/** The message with its header cut to the MIME fields, for BODY searches (the text, not the header). */
+function bodyOnly(raw: Buffer): Buffer {
+  const end = raw.indexOf('\r\n\r\n');
+  if (end === -1) return raw;
+  const header = raw.subarray(0, end + 2).toString('latin1');
+  const mimeFields = header.split(/\r\n(?![ \t])/).filter((f) => /^content-/i.test(f)).join('\r\n');
+  return Buffer.concat([Buffer.from(`${mimeFields}${mimeFields === '' ? '' : '\r\n'}\r\n`, 'latin1'), raw.subarray(end + 4)]);
+}
+
+async function copy(session: Session, command: Command, byUid: boolean, args: readonly Token[], move: boolean): Promise<void> {
+  const sel = session.selected!;
+  const set = sequenceArg(args[0]);
+  const name = folderName(args[1]);
+  const problem = nameProblem(name);
+  if (problem !== null) throw new ArgError(problem);
+  const label = `${byUid ? 'UID ' : ''}${move ? 'MOVE' : 'COPY'}`;
+  if (move && sel.readOnly) {
+    session.send(`${command.tag} NO [READ-ONLY] the folder was opened with EXAMINE`);
+    return;
+  }
+  const st = session.store!;
+  if (!(await st.exists(name))) {
+    session.send(`${command.tag} NO [TRYCREATE] no folder ${astring(name)}`);
+    return;
+  }
+  const source = sel.folder;
+  const chosen = targets(sel, set, byUid).map(([, uid]) => source.byUid.get(uid)).filter((e): e is Entry => e !== undefined);
+  const user = session.user!;
+  await source.complete(chosen, { date: false, size: true });
+  const bytes = chosen.reduce((n, e) => n + (e.bytes ?? 0), 0);
+  if (!move && user.quota !== null && chosen.length > 0 && (await checkQuota(user.root, user.quota, bytes)) === 'over') {
+    session.send(`${command.tag} NO [OVERQUOTA] the mailbox is full`);
+    return;
+  }
+  if (move && sel.name === name) {
+    session.send(`${command.tag} NO [CANNOT] the messages are in that folder already`);
+    return;
+  }
+  const target = await st.open(name);
+  const from: number[] = [];
+  const to: number[] = [];
+  try {
+    for (const entry of chosen) {
+      const file = join(source.path, 'cur', entry.name);
+      const tags = sizeTags(entry.name, entry.unique);
+      if (move) {
+        to.push(await target.adopt(file, entry.unique, tags, entry.flags, null));
+      } else {
+        // A hard link: the same bytes under a new unique name; Maildir++ quota counts both.
+        const unique = uniqueName(Date.now(), process.pid, Math.floor(Math.random() * 1e9), session.options.hostname);
+        const tmp = join(target.tmp, unique);
+        await link(file, tmp);
+        try {
+          to.push(await target.adopt(tmp, unique, tags, entry.flags, null));
+        } catch (err) {
+          await unlink(tmp).catch(() => undefined);
+          throw err;
+        }
+      }
+      from.push(entry.uid);
+    }
+  } finally {
+    st.release(target);
+  }
+  if (!move && chosen.length > 0) await recordChange(user.root, bytes, chosen.length);
+  if (move) await source.sync(true);
+  const code = from.length === 0 ? '' : `[COPYUID ${target.uidValidity} ${compress(from)} ${compress(to)}] `;
+  if (move && code !== '') session.send(`* OK ${code}moved`);
+  await session.flush(byUid ? 'UID' : move ? 'MOVE' : 'COPY');
+  session.send(`${command.tag} OK ${move ? '' : code}${label} completed`);
+}
+
+/** The ",S=…,W=…" tags between the unique part and the info. Pure. */
+function sizeTags(name: string, unique: string): string {
+  return name.split(':')[0]!.slice(unique.length);
+}
+
+async function expunge(session: Session, command: Command, uids: SequenceSet | null): Promise<void> {
+  const sel = session.selected!;
+  if (sel.readOnly) {
+    session.send(`${command.tag} NO [READ-ONLY] the folder was opened with EXAMINE`);
+    return;
+  }
+  await removeDeleted(session, sel, uids);
+  await session.flush('EXPUNGE');
+  session.send(`${command.tag} OK ${uids === null ? '' : 'UID '}EXPUNGE completed`);
+}
+
+async function removeDeleted(session: Session, sel: Selected, uids: SequenceSet | null): Promise<void> {
+  const folder = sel.folder;
+  const allowed = uids === null ? null : new Set(seqForUids(sel.view, uids).map((seq) => sel.view[seq - 1]!));
+  const doomed = folder.entries.filter((e) => e.flags.includes('\\Deleted') && (allowed === null || allowed.has(e.uid))).map((e) => e.uid);
+  if (doomed.length === 0) return;
+  const { uids: gone, bytes } = await folder.expunge(doomed);
+  if (gone.length > 0) await recordChange(session.user!.root, -bytes, -gone.length);
+}
+
+const UID_COMMANDS: Record<string, (s: Session, c: Command, args: readonly Token[]) => Promise<void>> = {
+  FETCH: (s, c, a) => fetch(s, c, true, a),
+  STORE: (s, c, a) => store(s, c, true, a),
+  SEARCH: (s, c, a) => search(s, c, true, a),
+  COPY: (s, c, a) => copy(s, c, true, a, false),
+  MOVE: (s, c, a) => copy(s, c, true, a, true),
+  EXPUNGE: (s, c, a) => expunge(s, c, sequenceArg(a[0])),
+};
+
+export const messageCommands: Record<string, Handler> = {
+  CHECK: {
+    states: SELECTED,
+    async run(session, command) {
+      await session.selected!.folder.sync();
+      await session.flush(command.name);
+      session.send(`${command.tag} OK CHECK completed`);
+    },
+  },
+  CLOSE: {
+    states: SELECTED,
+    async run(session, command) {
+      const sel = session.selected!;
+      if (!sel.readOnly) await removeDeleted(session, sel, null);
+      session.deselect();
+      session.send(`${command.tag} OK CLOSE completed`);
+    },
+  },
+  UNSELECT: {
+    states: SELECTED,
+    async run(session, command) {
+      session.deselect();
+      session.send(`${command.tag} OK UNSELECT completed`);
+    },
+  },
+  EXPUNGE: { states: SELECTED, run: (s, c) => expunge(s, c, null) },
+  FETCH: { states: SELECTED, run: (s, c) => fetch(s, c, false, c.args) },
+  STORE: { states: SELECTED, run: (s, c) => store(s, c, false, c.args) },
+  SEARCH: { states: SELECTED, run: (s, c) => search(s, c, false, c.args) },
+  COPY: { states: SELECTED, run: (s, c) => copy(s, c, false, c.args, false) },
+  MOVE: { states: SELECTED, run: (s, c) => copy(s, c, false, c.args, true) },
+  UID: {
+    states: SELECTED,
+    async run(session, command) {
+      const sub = atom(command.args[0], 'the UID command').toUpperCase();
+      const run = UID_COMMANDS[sub];
+      if (run === undefined) throw new ArgError(`UID ${sub.slice(0, 20)} is not a command`);
+      await run(session, command, command.args.slice(1));
+    },
+  },
+  IDLE: {
+    states: ['authenticated', 'selected'],
+    async run(session, command) {
+      const sel = session.selected;
+      session.send('+ idling');
+      await sel?.folder.sync();
+      await session.flush('IDLE');
+      session.idling = true;
+      // inotify wakes the folder at once; the poll catches what it cannot see (NFS, another host).
+      const poll = sel === null ? null : setInterval(() => void sel.folder.sync(true).catch(() => undefined), 30_000);
+      try {
+        const line = await session.next('line');
+        if (line === null) return;
+        if (line.kind !== 'line' || line.text.toUpperCase() !== 'DONE') {
+          session.send(`${command.tag} BAD expected DONE`);
+          return;
+        }
+      } finally {
+        session.idling = false;
+        if (poll !== null) clearInterval(poll);
+      }
+      await session.flush('IDLE');
+      session.send(`${command.tag} OK IDLE terminated`);
+    },
+  },
+};

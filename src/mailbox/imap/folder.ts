@@ -1,0 +1,429 @@
+// One Maildir folder as IMAP sees it: messages with stable UIDs (uidvalidity and uidnext kept in
+// `ldapmta-uidlist`, append-only, rebuilt with a new uidvalidity if lost), flags in the Maildir
+// info suffix (":2,FRS"), and the changes other sessions and deliveries make, found by rescanning
+// new/ and cur/. One Folder object per folder per process, shared by every session that has it
+// open (the registry is in mailstore.ts), so sessions see each other's changes at once.
+import { constants, watch, type FSWatcher } from 'node:fs';
+import { open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { deliveryOrder, sizesOf, uniquePart } from '../maildir.ts';
+
+/** Maildir info letters ↔ IMAP system flags (letters sorted in ASCII order, as the spec asks). */
+const LETTERS: Readonly<Record<string, string>> = { D: '\\Draft', F: '\\Flagged', R: '\\Answered', S: '\\Seen', T: '\\Deleted' };
+const FLAG_LETTER: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(LETTERS).map(([l, f]) => [f.toLowerCase(), l]));
+
+export const INDEX_FILE = 'ldapmta-uidlist';
+const INDEX_MAGIC = 'ldapmta-uidlist 1';
+
+export interface Entry {
+  readonly uid: number;
+  /** The unique part of the file name (stable while flags change). */
+  readonly unique: string;
+  /** The file's current name in cur/. */
+  name: string;
+  /** IMAP system flags, in a fixed order. */
+  flags: readonly string[];
+  /** Bytes on disk (LF) and size with CRLF, from the name's ,S= and ,W= (null when absent). */
+  bytes: number | null;
+  size: number | null;
+  /** INTERNALDATE in ms (the file's mtime), read when first asked. */
+  internalDate: number | null;
+  /** First seen in new/ by this process and not yet claimed by a session (\Recent). */
+  recent: boolean;
+  /** Bumped on every flag change (CONDSTORE-style ordering inside this process). */
+  modseq: number;
+}
+
+export interface FolderChange {
+  readonly expunged: readonly number[];
+  readonly added: number;
+  readonly flagged: readonly number[];
+}
+
+/** Flags from a Maildir file name's info ("name:2,FS"). Pure. */
+export function flagsOf(name: string): string[] {
+  const at = name.indexOf(':2,');
+  if (at === -1) return [];
+  const out: string[] = [];
+  for (const letter of name.slice(at + 3)) {
+    const flag = LETTERS[letter];
+    if (flag !== undefined && !out.includes(flag)) out.push(flag);
+  }
+  return sortFlags(out);
+}
+
+export function sortFlags(flags: readonly string[]): string[] {
+  const order = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft'];
+  return [...new Set(flags)].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+}
+
+/** The file name carrying `flags`, keeping info letters IMAP does not know (P, keywords). Pure. */
+export function nameWithFlags(name: string, flags: readonly string[]): string {
+  const at = name.indexOf(':2,');
+  const base = at === -1 ? name.split(':')[0]! : name.slice(0, at);
+  const kept = at === -1 ? [] : [...name.slice(at + 3)].filter((l) => LETTERS[l] === undefined);
+  const letters = [...kept, ...flags.map((f) => FLAG_LETTER[f.toLowerCase()]).filter((l): l is string => l !== undefined)];
+  return `${base}:2,${[...new Set(letters)].sort().join('')}`;
+}
+
+/** The flag as IMAP spells it if it is a system flag we store, else null (keywords are not kept). Pure. */
+export function systemFlag(flag: string): string | null {
+  const letter = FLAG_LETTER[flag.toLowerCase()];
+  return letter === undefined ? null : LETTERS[letter]!;
+}
+
+/** Parses the index: uidvalidity, uidnext and unique → uid. A torn last line is ignored. Pure. */
+export function parseIndex(text: string): { uidValidity: number; uidNext: number; uids: Map<string, number> } | null {
+  const lines = text.split('\n');
+  const head = /^ldapmta-uidlist 1 (\d+) (\d+)$/.exec(lines[0] ?? '');
+  if (head === null) return null;
+  const uids = new Map<string, number>();
+  let uidNext = Number(head[2]);
+  for (const line of lines.slice(1)) {
+    const m = /^(\d+) (\S+)$/.exec(line);
+    if (m === null) continue;
+    const uid = Number(m[1]);
+    uids.set(m[2]!, uid);
+    if (uid >= uidNext) uidNext = uid + 1;
+  }
+  return { uidValidity: Number(head[1]), uidNext, uids };
+}
+
+/** Changes within this many ms of a directory's mtime are not trusted to have moved it (coarse clocks). */
+const RACY_MS = 2000;
+
+export class Folder {
+  uidValidity = 0;
+  uidNext = 1;
+  /** Ascending by uid. */
+  entries: Entry[] = [];
+  readonly byUid = new Map<number, Entry>();
+  private modseqCounter = 1;
+  private readonly listeners = new Set<(change: FolderChange) => void>();
+  private watchers: FSWatcher[] = [];
+  private syncing: Promise<void> | null = null;
+  private again = false;
+  private lock: Promise<unknown> = Promise.resolve();
+  private seen = { cur: -1, new: -1 };
+  /** Lines in the index that no longer name a message: rewritten when they dominate. */
+  private stale = 0;
+
+  constructor(readonly path: string) {}
+
+  get highestModseq(): number {
+    return this.modseqCounter;
+  }
+
+  /** Loads the index (or starts a new one) and reads the folder. */
+  async open(): Promise<void> {
+    const text = await readFile(join(this.path, INDEX_FILE), 'utf8').catch(() => null);
+    const index = text === null ? null : parseIndex(text);
+    const known = index?.uids ?? new Map<string, number>();
+    if (index === null) {
+      this.uidValidity = Math.floor(Date.now() / 1000);
+      this.uidNext = 1;
+      await this.rewriteIndex([]);
+    } else {
+      this.uidValidity = index.uidValidity;
+      this.uidNext = index.uidNext;
+    }
+    await this.scan(known);
+  }
+
+  /** Runs `work` alone among this folder's mutations (flag changes, expunges, additions, scans). */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(work, work);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Rescans new/ and cur/ and tells listeners what changed; concurrent calls share one scan. */
+  sync(force = false): Promise<void> {
+    if (force) this.seen = { cur: -1, new: -1 };
+    if (this.syncing !== null) {
+      this.again = true;
+      return this.syncing;
+    }
+    this.syncing = this.exclusive(() => this.scan(null)).finally(() => {
+      this.syncing = null;
+      if (this.again) {
+        this.again = false;
+        void this.sync();
+      }
+    });
+    return this.syncing;
+  }
+
+  onChange(listener: (change: FolderChange) => void): () => void {
+    this.listeners.add(listener);
+    if (this.listeners.size === 1) this.startWatching();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stopWatching();
+    };
+  }
+
+  get watched(): boolean {
+    return this.listeners.size > 0;
+  }
+
+  private startWatching(): void {
+    for (const dir of ['new', 'cur']) {
+      try {
+        const watcher = watch(join(this.path, dir), { persistent: false }, () => this.poke());
+        watcher.on('error', () => undefined);
+        this.watchers.push(watcher);
+      } catch {
+        // No inotify (or the directory vanished): NOOP and IDLE's poll still find changes.
+      }
+    }
+  }
+
+  private stopWatching(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+  }
+
+  private pokeTimer: NodeJS.Timeout | null = null;
+  /** A burst of file events makes one rescan. */
+  private poke(): void {
+    if (this.pokeTimer !== null) return;
+    this.pokeTimer = setTimeout(() => {
+      this.pokeTimer = null;
+      void this.sync(true).catch(() => undefined);
+    }, 20);
+    this.pokeTimer.unref();
+  }
+
+  private emit(change: FolderChange): void {
+    if (change.expunged.length === 0 && change.added === 0 && change.flagged.length === 0) return;
+    for (const listener of this.listeners) listener(change);
+  }
+
+  /** Reads both directories; `known` (unique → uid) is the index when opening, else the entries. */
+  private async scan(known: Map<string, number> | null): Promise<void> {
+    const [curStat, newStat] = await Promise.all([stat(join(this.path, 'cur')), stat(join(this.path, 'new'))]);
+    const now = Date.now();
+    if (known === null && curStat.mtimeMs === this.seen.cur && newStat.mtimeMs === this.seen.new) return;
+    const trust = (m: number) => (now - m > RACY_MS ? m : -1);
+    const fresh = new Set<string>();
+    for (const name of await names(join(this.path, 'new'))) {
+      const target = name.includes(':') ? name : `${name}:2,`;
+      try {
+        await rename(join(this.path, 'new', name), join(this.path, 'cur', target));
+        fresh.add(uniquePart(name));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    const files = await names(join(this.path, 'cur'));
+    const curAfter = fresh.size > 0 ? await stat(join(this.path, 'cur')) : curStat;
+    this.seen = { cur: trust(curAfter.mtimeMs), new: trust(newStat.mtimeMs) };
+
+    const byUnique = new Map<string, string>();
+    for (const name of files) byUnique.set(uniquePart(name), name);
+    const previous = known ?? new Map(this.entries.map((e) => [e.unique, e.uid]));
+    const expunged: number[] = [];
+    const flagged: number[] = [];
+    const kept: Entry[] = [];
+    for (const entry of this.entries) {
+      const name = byUnique.get(entry.unique);
+      if (name === undefined) {
+        expunged.push(entry.uid);
+        this.byUid.delete(entry.uid);
+        this.stale++;
+        continue;
+      }
+      if (name !== entry.name) {
+        entry.name = name;
+        const flags = flagsOf(name);
+        if (flags.join(' ') !== entry.flags.join(' ')) {
+          entry.flags = flags;
+          entry.modseq = ++this.modseqCounter;
+          flagged.push(entry.uid);
+        }
+      }
+      kept.push(entry);
+      byUnique.delete(entry.unique);
+    }
+    // What is left is new to this object: known uids (opening) or newly assigned ones.
+    const arrivals: Entry[] = [];
+    const assigned: string[] = [];
+    for (const [unique, name] of [...byUnique].sort((a, b) => deliveryOrder(a[1], b[1]))) {
+      let uid = previous.get(unique);
+      if (uid === undefined || this.byUid.has(uid)) {
+        uid = this.uidNext++;
+        assigned.push(`${uid} ${unique}\n`);
+      }
+      arrivals.push(this.entryFor(uid, unique, name, fresh.has(unique)));
+    }
+    if (known !== null) this.stale += Math.max(0, known.size - (kept.length + arrivals.length - assigned.length));
+    if (assigned.length > 0) await this.appendIndex(assigned);
+    arrivals.sort((a, b) => a.uid - b.uid);
+    // Arrivals are above every kept uid except on first open, when order comes from the index.
+    this.entries = known !== null ? arrivals : kept.concat(arrivals);
+    for (const e of arrivals) this.byUid.set(e.uid, e);
+    if (this.stale > 1000 && this.stale > this.entries.length) await this.rewriteIndex(this.entries);
+    if (known === null) this.emit({ expunged, added: arrivals.length, flagged });
+  }
+
+  private entryFor(uid: number, unique: string, name: string, recent: boolean): Entry {
+    const { bytes, size } = sizesOf(name);
+    return { uid, unique, name, flags: flagsOf(name), bytes, size, internalDate: null, recent, modseq: ++this.modseqCounter };
+  }
+
+  private async appendIndex(lines: string[]): Promise<void> {
+    const file = join(this.path, INDEX_FILE);
+    const handle = await open(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    try {
+      await handle.write(lines.join(''));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Writes the index anew (tmp + fsync + rename): the header and one line per live message. */
+  private async rewriteIndex(entries: readonly Entry[]): Promise<void> {
+    const text = `${INDEX_MAGIC} ${this.uidValidity} ${this.uidNext}\n${entries.map((e) => `${e.uid} ${e.unique}\n`).join('')}`;
+    const tmp = join(this.path, `${INDEX_FILE}.tmp`);
+    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, join(this.path, INDEX_FILE));
+    this.stale = 0;
+  }
+
+  /** A message's stored bytes (LF line ends). Null when it has gone meanwhile. */
+  async read(entry: Entry): Promise<Buffer | null> {
+    try {
+      return await readFile(join(this.path, 'cur', entry.name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await this.sync(true);
+      const now = this.byUid.get(entry.uid);
+      return now === undefined ? null : readFile(join(this.path, 'cur', now.name)).catch(() => null);
+    }
+  }
+
+  /** The first `limit` bytes (enough for the header of most messages). */
+  async readHead(entry: Entry, limit: number): Promise<Buffer | null> {
+    const handle = await open(join(this.path, 'cur', entry.name), 'r').catch(() => null);
+    if (handle === null) return this.read(entry);
+    try {
+      const buffer = Buffer.alloc(limit);
+      const { bytesRead } = await handle.read(buffer, 0, limit, 0);
+      return buffer.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** INTERNALDATE (ms) and the sizes for entries that lack them, read from the files. */
+  async complete(entries: readonly Entry[], need: { date: boolean; size: boolean }): Promise<void> {
+    for (const entry of entries) {
+      if (need.date && entry.internalDate === null) {
+        const info = await stat(join(this.path, 'cur', entry.name)).catch(() => null);
+        entry.internalDate = info?.mtimeMs ?? Date.now();
+      }
+      if (need.size && (entry.size === null || entry.bytes === null)) {
+        const data = await readFile(join(this.path, 'cur', entry.name)).catch(() => null);
+        if (data === null) continue;
+        let lines = 0;
+        for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) lines++;
+        entry.bytes = data.length;
+        entry.size = data.length + lines;
+      }
+    }
+  }
+
+  /** Sets, adds or removes system flags; returns the entries whose flags changed. */
+  setFlags(uids: readonly number[], mode: 'set' | 'add' | 'remove', flags: readonly string[]): Promise<Entry[]> {
+    return this.exclusive(async () => {
+      const changed: Entry[] = [];
+      for (const uid of uids) {
+        const entry = this.byUid.get(uid);
+        if (entry === undefined) continue;
+        const next = sortFlags(mode === 'set' ? flags : mode === 'add' ? [...entry.flags, ...flags] : entry.flags.filter((f) => !flags.includes(f)));
+        if (next.join(' ') === entry.flags.join(' ')) continue;
+        const name = nameWithFlags(entry.name, next);
+        try {
+          await rename(join(this.path, 'cur', entry.name), join(this.path, 'cur', name));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // expunged elsewhere: the next sync says so
+          throw err;
+        }
+        entry.name = name;
+        entry.flags = next;
+        entry.modseq = ++this.modseqCounter;
+        changed.push(entry);
+      }
+      this.emit({ expunged: [], added: 0, flagged: changed.map((e) => e.uid) });
+      return changed;
+    });
+  }
+
+  /** Removes the messages; returns the uids removed and the bytes and count freed. */
+  expunge(uids: readonly number[]): Promise<{ uids: number[]; bytes: number }> {
+    return this.exclusive(async () => {
+      const gone: number[] = [];
+      let bytes = 0;
+      for (const uid of uids) {
+        const entry = this.byUid.get(uid);
+        if (entry === undefined) continue;
+        try {
+          const size = entry.bytes ?? (await stat(join(this.path, 'cur', entry.name))).size;
+          await unlink(join(this.path, 'cur', entry.name));
+          bytes += size;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+        gone.push(uid);
+        this.byUid.delete(uid);
+        this.stale++;
+      }
+      const removed = new Set(gone);
+      this.entries = this.entries.filter((e) => !removed.has(e.uid));
+      this.emit({ expunged: gone, added: 0, flagged: [] });
+      return { uids: gone, bytes };
+    });
+  }
+
+  /**
+   * Takes in a message file already written under tmp/ (or moved from another folder's cur/):
+   * renames it into cur/ with its flags and gives it the next uid at once (APPENDUID, COPYUID).
+   */
+  adopt(source: string, unique: string, sizeTags: string, flags: readonly string[], date: Date | null): Promise<number> {
+    return this.exclusive(async () => {
+      const name = nameWithFlags(`${unique}${sizeTags}`, flags);
+      const target = join(this.path, 'cur', name);
+      if (date !== null) await utimes(source, date, date).catch(() => undefined);
+      await rename(source, target);
+      const uid = this.uidNext++;
+      await this.appendIndex([`${uid} ${unique}\n`]);
+      const entry = this.entryFor(uid, unique, name, false);
+      this.entries.push(entry);
+      this.byUid.set(uid, entry);
+      this.emit({ expunged: [], added: 1, flagged: [] });
+      return uid;
+    });
+  }
+
+  /** The tmp/ directory messages are written in before adopt(). */
+  get tmp(): string {
+    return join(this.path, 'tmp');
+  }
+}
+
+async function names(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}

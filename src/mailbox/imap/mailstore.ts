@@ -1,0 +1,237 @@
+// A user's Maildir++ tree as IMAP folders: INBOX is the Maildir itself, "Sent" is `.Sent/`,
+// "Projects.2026" is `.Projects.2026/` ("." is the hierarchy separator, as in Courier and Dovecot's
+// Maildir++ layout; names stay in IMAP's modified UTF-7 on disk, as Dovecot keeps them). Owns name
+// checks, CREATE/DELETE/RENAME, subscriptions, the special-use folders, and the registry that
+// shares one Folder object per folder among the sessions of this process.
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { recordChange } from '../../deliver/quota.ts';
+import { Folder } from './folder.ts';
+
+export const SEPARATOR = '.';
+export const SPECIAL_USE: Readonly<Record<string, string>> = { Sent: '\\Sent', Drafts: '\\Drafts', Trash: '\\Trash', Junk: '\\Junk' };
+const SUBSCRIPTIONS = 'subscriptions';
+
+/** INBOX in any case is INBOX. Pure. */
+export function canonicalName(name: string): string {
+  if (name.toUpperCase() === 'INBOX') return 'INBOX';
+  if (name.toUpperCase().startsWith('INBOX.')) return `INBOX${name.slice(5)}`;
+  return name;
+}
+
+/** Why a folder name cannot be used, or null. Pure. */
+export function nameProblem(name: string): string | null {
+  if (name === '' || name.length > 200) return 'a folder name must have 1 to 200 characters';
+  if (/[\x00-\x1f\x7f/\\]/.test(name)) return 'a folder name may not contain control characters, "/" or "\\"';
+  if (name.startsWith('.') || name.endsWith('.') || name.includes('..')) return 'a folder name may not start or end with "." nor contain ".."';
+  if (/[*%]/.test(name)) return 'a folder name may not contain "*" or "%"';
+  if (/&(?![A-Za-z0-9+,]*-)/.test(name) && name !== '&-') return 'the folder name is not valid modified UTF-7';
+  return null;
+}
+
+/** The folder's directory under the user's Maildir. Pure. */
+export function folderPath(root: string, name: string): string {
+  return name === 'INBOX' ? root : join(root, `.${name}`);
+}
+
+/** LIST pattern (`*` any, `%` any but the separator) as a RegExp. Pure. */
+export function patternRegExp(reference: string, pattern: string): RegExp {
+  const full = `${reference}${pattern}`;
+  const body = [...full].map((c) => (c === '*' ? '.*' : c === '%' ? '[^.]*' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('');
+  // INBOX matches case-insensitively (RFC 3501 §5.1).
+  return new RegExp(`^(?:${body})$`, /^inbox/i.test(full) ? 'i' : '');
+}
+
+export class MailStore {
+  constructor(readonly root: string, private readonly registry: FolderRegistry) {}
+
+  /** Every folder, INBOX first. */
+  async folders(): Promise<string[]> {
+    const out = ['INBOX'];
+    for (const entry of await readdir(this.root, { withFileTypes: true }).catch(() => [])) {
+      if (!entry.isDirectory() || !entry.name.startsWith('.') || entry.name === '.' || entry.name === '..') continue;
+      const name = entry.name.slice(1);
+      if (nameProblem(name) === null) out.push(name);
+    }
+    return out.sort((a, b) => (a === 'INBOX' ? -1 : b === 'INBOX' ? 1 : a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  async exists(name: string): Promise<boolean> {
+    const info = await stat(join(folderPath(this.root, name), 'cur')).catch(() => null);
+    return info?.isDirectory() ?? false;
+  }
+
+  /** Creates the folder (and its parents, as RFC 3501 allows); false when it exists already. */
+  async create(name: string): Promise<boolean> {
+    if (name === 'INBOX' || (await this.exists(name))) return false;
+    const parts = name.split(SEPARATOR);
+    for (let i = 1; i <= parts.length; i++) {
+      const sub = parts.slice(0, i).join(SEPARATOR);
+      if (sub === 'INBOX' || (await this.exists(sub))) continue;
+      const dir = folderPath(this.root, sub);
+      for (const d of ['cur', 'new', 'tmp']) await mkdir(join(dir, d), { recursive: true, mode: 0o700 });
+      // Courier and Dovecot's quota code count a directory with this file as a folder of the same quota.
+      await writeFile(join(dir, 'maildirfolder'), '', { mode: 0o600 });
+    }
+    return true;
+  }
+
+  /** Deletes a folder without children; its messages leave the quota. */
+  async delete(name: string): Promise<'ok' | 'missing' | 'children'> {
+    if (!(await this.exists(name))) return 'missing';
+    if ((await this.folders()).some((f) => f.startsWith(`${name}${SEPARATOR}`))) return 'children';
+    const dir = folderPath(this.root, name);
+    const { bytes, count } = await usage(dir);
+    // Out of sight first (one rename), then removed.
+    const doomed = join(this.root, 'tmp', `.deleted.${Date.now()}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+    await rename(dir, doomed);
+    this.registry.forget(dir);
+    await rm(doomed, { recursive: true, force: true });
+    if (count > 0) await recordChange(this.root, -bytes, -count);
+    await this.unsubscribe(name);
+    return 'ok';
+  }
+
+  /** Renames a folder and its children; INBOX is special (its messages move, it stays). */
+  async rename(from: string, to: string): Promise<'ok' | 'missing' | 'exists'> {
+    if (!(await this.exists(from))) return 'missing';
+    if (await this.exists(to)) return 'exists';
+    if (from === 'INBOX') {
+      await this.create(to);
+      const target = folderPath(this.root, to);
+      for (const dir of ['new', 'cur']) {
+        for (const file of await readdir(join(this.root, dir)).catch(() => [])) {
+          if (!file.startsWith('.')) await rename(join(this.root, dir, file), join(target, dir, file)).catch(() => undefined);
+        }
+      }
+      return 'ok';
+    }
+    const parent = to.split(SEPARATOR).slice(0, -1).join(SEPARATOR);
+    if (parent !== '' && parent !== 'INBOX') await this.create(parent);
+    const moving = (await this.folders()).filter((f) => f === from || f.startsWith(`${from}${SEPARATOR}`));
+    for (const name of moving) {
+      const next = `${to}${name.slice(from.length)}`;
+      await rename(folderPath(this.root, name), folderPath(this.root, next));
+      this.registry.forget(folderPath(this.root, name));
+    }
+    const subscribed = await this.subscriptions();
+    for (const name of moving) {
+      if (subscribed.delete(name)) subscribed.add(`${to}${name.slice(from.length)}`);
+    }
+    await this.saveSubscriptions(subscribed);
+    return 'ok';
+  }
+
+  async subscriptions(): Promise<Set<string>> {
+    const text = await readFile(join(this.root, SUBSCRIPTIONS), 'utf8').catch(() => '');
+    return new Set(text.split('\n').filter((l) => l !== '' && nameProblem(l) === null));
+  }
+
+  async subscribe(name: string): Promise<void> {
+    const set = await this.subscriptions();
+    if (!set.has(name)) await this.saveSubscriptions(set.add(name));
+  }
+
+  async unsubscribe(name: string): Promise<void> {
+    const set = await this.subscriptions();
+    if (set.delete(name)) await this.saveSubscriptions(set);
+  }
+
+  private async saveSubscriptions(set: Set<string>): Promise<void> {
+    const tmp = join(this.root, `${SUBSCRIPTIONS}.tmp`);
+    await writeFile(tmp, [...set].sort().map((n) => `${n}\n`).join(''), { mode: 0o600 });
+    await rename(tmp, join(this.root, SUBSCRIPTIONS));
+  }
+
+  /** First login: the Maildir, and Sent, Drafts, Trash and Junk, created and subscribed. */
+  async prepare(): Promise<void> {
+    for (const d of ['cur', 'new', 'tmp']) await mkdir(join(this.root, d), { recursive: true, mode: 0o700 });
+    const subscribed = await this.subscriptions();
+    let changed = false;
+    for (const name of Object.keys(SPECIAL_USE)) {
+      if (await this.create(name)) {
+        subscribed.add(name);
+        changed = true;
+      }
+    }
+    if (!subscribed.has('INBOX')) {
+      subscribed.add('INBOX');
+      changed = true;
+    }
+    if (changed) await this.saveSubscriptions(subscribed);
+  }
+
+  open(name: string): Promise<Folder> {
+    return this.registry.acquire(folderPath(this.root, name));
+  }
+
+  release(folder: Folder): void {
+    this.registry.release(folder);
+  }
+}
+
+/** Bytes and messages in a folder's cur/ and new/ (from the names' S= where present). */
+async function usage(dir: string): Promise<{ bytes: number; count: number }> {
+  let bytes = 0;
+  let count = 0;
+  for (const sub of ['cur', 'new']) {
+    for (const file of await readdir(join(dir, sub)).catch(() => [])) {
+      if (file.startsWith('.')) continue;
+      const s = /,S=(\d+)/.exec(file.split(':')[0]!)?.[1];
+      bytes += s !== undefined ? Number(s) : ((await stat(join(dir, sub, file)).catch(() => null))?.size ?? 0);
+      count++;
+    }
+  }
+  return { bytes, count };
+}
+
+/**
+ * One Folder object per folder in this process, shared by the sessions that have it open; a few
+ * recently closed ones are kept (warm SELECT without reloading the index).
+ */
+export class FolderRegistry {
+  private readonly open = new Map<string, { folder: Promise<Folder>; users: number }>();
+  private readonly idle = new Map<string, Folder>();
+
+  constructor(private readonly keepIdle = 200) {}
+
+  async acquire(path: string): Promise<Folder> {
+    const held = this.open.get(path);
+    if (held !== undefined) {
+      held.users++;
+      const folder = await held.folder;
+      await folder.sync();
+      return folder;
+    }
+    const parked = this.idle.get(path);
+    this.idle.delete(path);
+    const loading = parked !== undefined ? parked.sync().then(() => parked) : openFolder(path);
+    const slot = { folder: loading, users: 1 };
+    this.open.set(path, slot);
+    try {
+      return await loading;
+    } catch (err) {
+      if (--slot.users === 0) this.open.delete(path);
+      throw err;
+    }
+  }
+
+  release(folder: Folder): void {
+    const held = this.open.get(folder.path);
+    if (held === undefined || --held.users > 0) return;
+    this.open.delete(folder.path);
+    this.idle.set(folder.path, folder);
+    if (this.idle.size > this.keepIdle) this.idle.delete(this.idle.keys().next().value!);
+  }
+
+  /** A folder deleted or renamed: its object must not be reused. */
+  forget(path: string): void {
+    this.idle.delete(path);
+  }
+}
+
+async function openFolder(path: string): Promise<Folder> {
+  const folder = new Folder(path);
+  await folder.open();
+  return folder;
+}

@@ -1,0 +1,75 @@
+// The IMAP listener (listen.imap with STARTTLS, listen.imaps with TLS from the first byte): accepts
+// connections and runs one Session each over the command table. Owns the sockets, so close() can
+// end every session.
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
+import { LRUCache } from 'lru-cache';
+import type { HostPort } from '../../config.ts';
+import type { LoginResult } from '../../directory/types.ts';
+import { listenOn } from '../../listen/bind.ts';
+import type { Logger } from '../../log.ts';
+import type { Limits } from '../../policy/limits.ts';
+import { connectionCommands } from './commands/connection.ts';
+import { folderCommands } from './commands/folders.ts';
+import { messageCommands } from './commands/messages.ts';
+import { FolderRegistry } from './mailstore.ts';
+import { type Handler, type ImapOptions, type MessageMemo, Session } from './session.ts';
+
+export type { ImapOptions } from './session.ts';
+
+export interface ImapServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface ImapServerDeps {
+  readonly authenticate: (login: string, password: string) => Promise<LoginResult>;
+  readonly limits: Limits;
+  readonly log: Logger;
+  /** Shared by the IMAP listeners of one process, so sessions on either see each other's changes. */
+  readonly registry: FolderRegistry;
+}
+
+const COMMANDS: Readonly<Record<string, Handler>> = { ...connectionCommands, ...folderCommands, ...messageCommands };
+
+/** Parsed envelopes and structures kept in memory, bounded by their text length (about 64 MB). */
+export function createMemo(): LRUCache<string, MessageMemo> {
+  return new LRUCache<string, MessageMemo>({
+    maxSize: 64 * 1024 * 1024,
+    sizeCalculation: (m, key) => key.length + 64 + (m.envelope?.length ?? 0) + (m.body?.length ?? 0) + (m.bodystructure?.length ?? 0),
+  });
+}
+
+export async function startImap(where: HostPort, options: ImapOptions, deps: ImapServerDeps): Promise<ImapServer> {
+  const log = deps.log.child({ component: options.implicitTls ? 'imaps' : 'imap' });
+  const context: SecureContext | null = options.tls === null ? null : createSecureContext({ ...options.tls, minVersion: 'TLSv1.2' });
+  const memo = createMemo();
+  const sessions = new Set<Session>();
+  const sockets = new Set<Socket>();
+  let count = 0;
+
+  const handle = (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    const session = new Session(socket, `i${(++count).toString(36)}`, options, { ...deps, log, memo }, context, COMMANDS);
+    sessions.add(session);
+    void session.run().catch((err: unknown) => {
+      log.error({ err: (err as Error).message }, 'imap session failed');
+      session.end();
+    }).finally(() => sessions.delete(session));
+  };
+  const server: NetServer = options.implicitTls
+    ? createTlsServer({ ...options.tls!, minVersion: 'TLSv1.2' }, handle)
+    : createNetServer(handle);
+  server.on('tlsClientError', () => undefined);
+  const port = await listenOn(server, where);
+  log.info({ host: where.host, port, tls: context !== null }, 'imap listening');
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const s of sessions) s.goodbye('* BYE server shutting down');
+      for (const s of sockets) s.destroy();
+    }),
+  };
+}
