@@ -10,7 +10,7 @@ import type { Entry, Folder } from '../folder.ts';
 import { systemFlag } from '../folder.ts';
 import { nameProblem } from '../mailstore.ts';
 import { headerValues, searchText, sentDate } from '../mime.ts';
-import { matches, parseSearch, searchNeeds, type SearchSubject } from '../search.ts';
+import { matches, parseSearch, type SearchKey, searchNeeds, type SearchSubject } from '../search.ts';
 import { compress, expand, parseSequenceSet, seqForUids, type SequenceSet } from '../sequence.ts';
 import { flagList, type Handler, type Selected, type Session } from '../session.ts';
 import type { Command, Token } from '../types.ts';
@@ -75,12 +75,15 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
   const marks = setsSeen(items) && !sel.readOnly;
   const folder = sel.folder;
   const wantDate = items.some((i) => i.kind === 'INTERNALDATE');
+  const batch: string[] = [];
+  let batched = 0;
+  const structural = items.some((i) => i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE');
   for (const [seq, uid] of targets(sel, set, byUid)) {
     const entry = folder.byUid.get(uid);
     if (entry === undefined) continue; // expunged by another session, not yet told
     await folder.complete([entry], { date: wantDate, size: true });
     if (marks && !entry.flags.includes('\\Seen')) await folder.setFlags([uid], 'add', ['\\Seen']);
-    const memo = memoOf(session, folder, entry);
+    const memo = structural ? memoOf(session, folder, entry) : {};
     const need = needsOf(items, memo);
     const body = need === 'none' ? null : await content(folder, entry, need);
     if (need !== 'none' && body === null) continue;
@@ -88,9 +91,16 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
       uid, flags: withRecent(entry.flags, sel.recent.has(uid)), size: entry.size ?? 0,
       internalDate: new Date(entry.internalDate ?? 0), modseq: entry.modseq, content: body, memo,
     });
-    session.send(line);
-    await session.drain();
+    // Batched: one write per ~64 KB of responses, not one per message.
+    batch.push(line);
+    batched += line.length;
+    if (batched >= 65_536) {
+      session.sendAll(batch.splice(0));
+      batched = 0;
+      await session.drain();
+    }
   }
+  session.sendAll(batch);
   // \Seen set by this FETCH is told by the flush below, as an untagged FETCH FLAGS.
   await session.flush(byUid ? 'UID' : 'FETCH');
   session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}FETCH completed`);
@@ -150,6 +160,7 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
     return;
   }
   const needs = searchNeeds(parsed.key);
+  const wantDate = usesInternalDate(parsed.key);
   const folder = sel.folder;
   const maxUid = sel.view.length === 0 ? 0 : sel.view[sel.view.length - 1]!;
   const found: number[] = [];
@@ -157,7 +168,7 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
     const uid = sel.view[i]!;
     const entry = folder.byUid.get(uid);
     if (entry === undefined) continue;
-    await folder.complete([entry], { date: true, size: true });
+    await folder.complete([entry], { date: wantDate, size: true });
     let raw: Buffer | null = null;
     if (needs.header || needs.body || needs.sentDate) {
       raw = await content(folder, entry, needs.body ? 'full' : 'header');
@@ -179,6 +190,17 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
   session.send(`* SEARCH${found.map((n) => ` ${n}`).join('')}`);
   await session.flush(byUid ? 'UID' : 'SEARCH');
   session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}SEARCH completed`);
+}
+
+/** Whether a key compares INTERNALDATE (BEFORE, ON, SINCE): only then are the files stat()ed. Pure. */
+function usesInternalDate(key: SearchKey): boolean {
+  switch (key.kind) {
+    case 'date': return !key.sent;
+    case 'and': return key.keys.some(usesInternalDate);
+    case 'or': return usesInternalDate(key.left) || usesInternalDate(key.right);
+    case 'not': return usesInternalDate(key.key);
+    default: return false;
+  }
 }
 
 /** The message with its header cut to the MIME fields, for BODY searches (the text, not the header). */
