@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { recordChange } from '../deliver/quota.ts';
+import { parseMessageName, recordChange } from '../deliver/quota.ts';
 
 export interface MailboxMessage {
   /** Stable unique id: the Maildir unique name (a hash of it when longer than POP3's 70 characters). */
@@ -38,11 +38,23 @@ export function sizesOf(name: string): { bytes: number | null; size: number | nu
   return { bytes: s === undefined ? null : Number(s), size: w === undefined ? null : Number(w) };
 }
 
-/** Oldest first: by the seconds at the start of the name, then by name. Pure. */
+/** `<seconds>.M<micros>P<pid>Q<n>` (and other agents' `<seconds>.<anything>`): the parts that order deliveries. Pure. */
+function orderKey(name: string): [number, number, number] {
+  const m = /^(\d+)\.(?:M(\d+))?(?:P\d+)?(?:Q(\d+))?/.exec(name);
+  if (m === null) return [NaN, 0, 0];
+  return [Number(m[1]), m[2] === undefined ? 0 : Number(m[2]), m[3] === undefined ? 0 : Number(m[3])];
+}
+
+/**
+ * Oldest first: by the seconds at the start of the name, then by its microseconds (`M`, written
+ * without padding, so compared as numbers) and counter (`Q`), then by name. Pure.
+ */
 export function deliveryOrder(a: string, b: string): number {
-  const ta = Number.parseInt(a, 10);
-  const tb = Number.parseInt(b, 10);
-  if (Number.isFinite(ta) && Number.isFinite(tb) && ta !== tb) return ta - tb;
+  const ka = orderKey(a);
+  const kb = orderKey(b);
+  if (Number.isFinite(ka[0]) && Number.isFinite(kb[0])) {
+    for (let i = 0; i < 3; i++) if (ka[i] !== kb[i]) return ka[i]! - kb[i]!;
+  }
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
@@ -97,6 +109,7 @@ export async function removeMessages(maildir: string, messages: readonly Mailbox
   for (const message of messages) {
     try {
       await unlink(join(maildir, 'cur', message.name));
+      if (parseMessageName(message.name).trashed) continue; // flagged \Deleted over IMAP: not in the quota any more
       bytes += message.bytes;
       count++;
     } catch (err) {

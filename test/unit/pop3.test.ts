@@ -51,4 +51,7 @@ test('sizes from ,S= and ,W= (null when absent); delivery order by leading secon
   assert.deepEqual(sizesOf('1.M1.h,S=100'), { bytes: 100, size: null });
   assert.deepEqual(sizesOf('1.M1.h:2,S=9'), { bytes: null, size: null }, 'tags in the info part do not count');
   assert.deepEqual(['999.b', '1000.a', '999.a', 'z'].sort(deliveryOrder), ['999.a', '999.b', '1000.a', 'z']);
+  // Microseconds are written without padding: M5 < M89000 < M412000 within one second.
+  assert.deepEqual(['7.M412000P1.h', '7.M5P1.h', '7.M89000P1.h', '6.M999999P1.h'].sort(deliveryOrder), ['6.M999999P1.h', '7.M5P1.h', '7.M89000P1.h', '7.M412000P1.h']);
+  assert.deepEqual(['7.M5P1Q10.h', '7.M5P1Q9.h'].sort(deliveryOrder), ['7.M5P1Q9.h', '7.M5P1Q10.h'], 'then the counter');
 });
