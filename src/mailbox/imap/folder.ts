@@ -5,7 +5,7 @@
 // open (the registry is in mailstore.ts), so sessions see each other's changes at once.
 import { constants, watch, type FSWatcher } from 'node:fs';
 import { open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { deliveryOrder, sizesOf, uniquePart } from '../maildir.ts';
 
 /** Maildir info letters ↔ IMAP system flags (letters sorted in ASCII order, as the spec asks). */
@@ -98,7 +98,12 @@ export class Folder {
   /** Ascending by uid. */
   entries: Entry[] = [];
   readonly byUid = new Map<number, Entry>();
-  private modseqCounter = 1;
+  /**
+   * Mod-sequences (CONDSTORE): kept in memory only, so each load starts above every value an
+   * earlier load can have handed out (microseconds of the clock): after a restart a client asking
+   * CHANGEDSINCE gets every message's flags again, never misses a change.
+   */
+  private modseqCounter = Date.now() * 1000;
   private readonly listeners = new Set<(change: FolderChange) => void>();
   private watchers: FSWatcher[] = [];
   private syncing: Promise<void> | null = null;
@@ -108,7 +113,17 @@ export class Folder {
   /** Lines in the index that no longer name a message: rewritten when they dominate. */
   private stale = 0;
 
-  constructor(readonly path: string) {}
+  /** Maildir++ quota leaves .Trash out (reference §3.9, as scanUsage counts). */
+  readonly inQuota: boolean;
+
+  constructor(readonly path: string) {
+    this.inQuota = basename(path) !== '.Trash';
+  }
+
+  /** Whether a message with these flags here counts towards the quota (not in .Trash, not \Deleted). */
+  counts(flags: readonly string[]): boolean {
+    return this.inQuota && !flags.includes('\\Deleted');
+  }
 
   get highestModseq(): number {
     return this.modseqCounter;

@@ -5,7 +5,7 @@
 // shares one Folder object per folder among the sessions of this process.
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { recordChange } from '../../deliver/quota.ts';
+import { parseMessageName, recordChange } from '../../deliver/quota.ts';
 import { Folder } from './folder.ts';
 
 export const SEPARATOR = '.';
@@ -81,7 +81,7 @@ export class MailStore {
     if (!(await this.exists(name))) return 'missing';
     if ((await this.folders()).some((f) => f.startsWith(`${name}${SEPARATOR}`))) return 'children';
     const dir = folderPath(this.root, name);
-    const { bytes, count } = await usage(dir);
+    const { bytes, count } = name === 'Trash' ? { bytes: 0, count: 0 } : await usage(dir);
     // Out of sight first (one rename), then removed.
     const doomed = join(this.root, 'tmp', `.deleted.${Date.now()}.${process.pid}.${Math.random().toString(36).slice(2)}`);
     await rename(dir, doomed);
@@ -170,13 +170,13 @@ export class MailStore {
   }
 }
 
-/** Bytes and messages in a folder's cur/ and new/ (from the names' S= where present). */
+/** Bytes and messages a folder adds to the quota: cur/ and new/ but \\Deleted ones (S= from the names where present). */
 async function usage(dir: string): Promise<{ bytes: number; count: number }> {
   let bytes = 0;
   let count = 0;
   for (const sub of ['cur', 'new']) {
     for (const file of await readdir(join(dir, sub)).catch(() => [])) {
-      if (file.startsWith('.')) continue;
+      if (file.startsWith('.') || parseMessageName(file).trashed) continue; // \Deleted ones left the quota already
       const s = /,S=(\d+)/.exec(file.split(':')[0]!)?.[1];
       bytes += s !== undefined ? Number(s) : ((await stat(join(dir, sub, file)).catch(() => null))?.size ?? 0);
       count++;
@@ -193,7 +193,7 @@ export class FolderRegistry {
   private readonly open = new Map<string, { folder: Promise<Folder>; users: number }>();
   private readonly idle = new Map<string, Folder>();
 
-  constructor(private readonly keepIdle = 200) {}
+  constructor(private readonly keepIdle = 100) {}
 
   async acquire(path: string): Promise<Folder> {
     const held = this.open.get(path);

@@ -32,11 +32,12 @@ export interface ImapServerDeps {
 
 const COMMANDS: Readonly<Record<string, Handler>> = { ...connectionCommands, ...folderCommands, ...messageCommands };
 
-/** Parsed envelopes and structures kept in memory, bounded by their text length (about 64 MB). */
+/** Parsed envelopes, structures and search fields kept in memory, bounded by their text length (about 32 MB of text). */
 export function createMemo(): LRUCache<string, MessageMemo> {
   return new LRUCache<string, MessageMemo>({
-    maxSize: 64 * 1024 * 1024,
-    sizeCalculation: (m, key) => key.length + 64 + (m.envelope?.length ?? 0) + (m.body?.length ?? 0) + (m.bodystructure?.length ?? 0),
+    maxSize: 32 * 1024 * 1024,
+    sizeCalculation: (m, key) => key.length + 64 + (m.envelope?.length ?? 0) + (m.body?.length ?? 0) + (m.bodystructure?.length ?? 0)
+      + (m.fields === undefined ? 0 : Object.values(m.fields).reduce((n, values) => n + 16 + values.reduce((k, v) => k + v.length, 0), 0)),
   });
 }
 

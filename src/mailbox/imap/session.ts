@@ -44,6 +44,9 @@ export interface MessageMemo {
   envelope?: string;
   body?: string;
   bodystructure?: string;
+  /** Decoded values of the fields SEARCH asks most (from, to, cc, bcc, subject), and the Date: in ms. */
+  fields?: Record<string, string[]>;
+  sent?: number | null;
 }
 
 export type State = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';
@@ -60,6 +63,8 @@ export interface Selected {
   readonly recent: Set<number>;
   /** Folder changes not yet told. */
   dirty: boolean;
+  /** CONDSTORE is on (ENABLE CONDSTORE, SELECT … (CONDSTORE), or a command using mod-sequences): FETCH responses carry MODSEQ. */
+  condstore: boolean;
   stopListening: () => void;
 }
 
@@ -253,7 +258,10 @@ export class Session {
       return;
     }
     if (!handler.states.includes(this.state)) {
-      this.send(`${command.tag} BAD ${command.name} is not allowed ${this.state === 'not-authenticated' ? 'before login' : this.state === 'selected' || this.state === 'authenticated' ? (command.name === 'LOGIN' || command.name === 'AUTHENTICATE' ? 'after login' : 'without a selected folder') : 'now'}`);
+      const why = this.state === 'not-authenticated' ? 'before login'
+        : handler.states.includes('not-authenticated') ? 'after login'
+        : 'without a selected folder';
+      this.send(`${command.tag} BAD ${command.name} is not allowed ${why}`);
       return;
     }
     try {
@@ -333,7 +341,7 @@ export function updates(sel: Selected, allowExpunge: boolean): string[] {
     for (const entry of folder.entries) {
       if (entry.modseq <= sel.modseq || entry.uid > last) continue;
       const seq = seqOf.get(entry.uid);
-      if (seq !== undefined) out.push(`* ${seq} FETCH (FLAGS (${flagList(entry.flags, sel.recent.has(entry.uid))}))`);
+      if (seq !== undefined) out.push(`* ${seq} FETCH (FLAGS (${flagList(entry.flags, sel.recent.has(entry.uid))})${sel.condstore ? ` MODSEQ (${entry.modseq})` : ''})`);
     }
     sel.modseq = folder.highestModseq;
   }
@@ -353,7 +361,7 @@ export function capabilityLine(session: Session): string {
     if (plaintextAllowed(session)) caps.push('AUTH=PLAIN');
     else caps.push('LOGINDISABLED');
   } else {
-    caps.push('UIDPLUS', 'MOVE', 'SPECIAL-USE', 'QUOTA', 'QUOTA=RES-STORAGE', 'QUOTA=RES-MESSAGE');
+    caps.push('UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CONDSTORE', 'QUOTA', 'QUOTA=RES-STORAGE', 'QUOTA=RES-MESSAGE');
   }
   return caps.join(' ');
 }

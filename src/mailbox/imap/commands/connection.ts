@@ -41,10 +41,14 @@ export const connectionCommands: Record<string, Handler> = {
     },
   },
   ENABLE: {
-    states: ['authenticated'],
+    states: ['authenticated', 'selected'],
     async run(session, command) {
-      // No extension this server has needs enabling yet; the list answered is empty (RFC 5161 §3.1).
-      session.send('* ENABLED');
+      // CONDSTORE is the one extension here that can be enabled (RFC 5161 §3.1: others are left out of the answer).
+      const asked = command.args.map((t) => (t.type === 'atom' ? t.value.toUpperCase() : ''));
+      const now = asked.filter((name) => name === 'CONDSTORE' && !session.enabled.has(name));
+      for (const name of now) session.enabled.add(name);
+      if (session.selected !== null && session.enabled.has('CONDSTORE')) session.selected.condstore = true;
+      session.send(`* ENABLED${now.map((n) => ` ${n}`).join('')}`);
       session.send(`${command.tag} OK ENABLE completed`);
     },
   },

@@ -32,7 +32,15 @@ async function select(session: Session, command: Command, readOnly: boolean): Pr
     return;
   }
   const folder = await store.open(name);
-  const sel: Selected = { name, folder, readOnly, view: [], modseq: 0, recent: new Set(), dirty: false, stopListening: () => undefined };
+  const params = command.args[1];
+  if (params !== undefined) {
+    // RFC 7162 §3.1.8: SELECT INBOX (CONDSTORE) enables CONDSTORE.
+    const names = params.type === 'list' ? params.items.map((t) => (t.type === 'atom' ? t.value.toUpperCase() : '')) : [];
+    if (names.length !== 1 || names[0] !== 'CONDSTORE') throw new ArgError('the only SELECT parameter known is (CONDSTORE)');
+    session.enabled.add('CONDSTORE');
+  }
+  const condstore = session.enabled.has('CONDSTORE');
+  const sel: Selected = { name, folder, readOnly, view: [], modseq: 0, recent: new Set(), dirty: false, condstore, stopListening: () => undefined };
   updates(sel, true); // fills the view and claims \Recent messages
   sel.modseq = folder.highestModseq;
   sel.stopListening = session.listen(sel);
@@ -47,6 +55,7 @@ async function select(session: Session, command: Command, readOnly: boolean): Pr
     ...(firstUnseen === -1 ? [] : [`* OK [UNSEEN ${firstUnseen + 1}] first unseen`]),
     `* OK [UIDVALIDITY ${folder.uidValidity}] UIDs valid`,
     `* OK [UIDNEXT ${folder.uidNext}] predicted next UID`,
+    `* OK [HIGHESTMODSEQ ${folder.highestModseq}] highest mod-sequence`,
     `${command.tag} OK [${readOnly ? 'READ-ONLY' : 'READ-WRITE'}] ${command.name} completed`,
   ]);
 }
@@ -184,6 +193,7 @@ export const folderCommands: Record<string, Handler> = {
             : key === 'RECENT' ? folder.entries.filter((e) => e.recent).length
             : key === 'UIDNEXT' ? folder.uidNext
             : key === 'UIDVALIDITY' ? folder.uidValidity
+            : key === 'HIGHESTMODSEQ' ? folder.highestModseq
             : key === 'UNSEEN' ? folder.entries.filter((e) => !e.flags.includes('\\Seen')).length
             : key === 'SIZE' ? (await folder.complete(folder.entries, { date: false, size: true }), folder.entries.reduce((n, e) => n + (e.size ?? 0), 0))
             : null;
@@ -251,17 +261,18 @@ export const folderCommands: Record<string, Handler> = {
       }
       const user = session.user!;
       const body = crlfToLf(message.value, { cr: false });
-      if (user.quota !== null && (await checkQuota(user.root, user.quota, body.length)) === 'over') {
-        session.send(`${command.tag} NO [OVERQUOTA] the mailbox is full`);
-        return;
-      }
+      const kept = wanted.map(systemFlag).filter((f): f is string => f !== null);
       const folder = await store.open(name);
       try {
+        const counted = folder.counts(kept);
+        if (counted && user.quota !== null && (await checkQuota(user.root, user.quota, body.length)) === 'over') {
+          session.send(`${command.tag} NO [OVERQUOTA] the mailbox is full`);
+          return;
+        }
         const unique = uniqueName(Date.now(), process.pid, Math.floor(Math.random() * 1e9), session.options.hostname);
         const lines = countLines(body);
         const tmp = join(folder.tmp, unique);
         await writeSynced(tmp, body);
-        const kept = wanted.map(systemFlag).filter((f): f is string => f !== null);
         let uid: number;
         try {
           uid = await folder.adopt(tmp, unique, `,S=${body.length},W=${body.length + lines}`, kept, date);
@@ -269,7 +280,7 @@ export const folderCommands: Record<string, Handler> = {
           await unlink(tmp).catch(() => undefined);
           throw err;
         }
-        await recordChange(user.root, body.length, 1);
+        if (counted) await recordChange(user.root, body.length, 1);
         await session.flush(command.name);
         session.send(`${command.tag} OK [APPENDUID ${folder.uidValidity} ${uid}] APPEND completed`);
       } finally {

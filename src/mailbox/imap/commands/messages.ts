@@ -10,14 +10,49 @@ import type { Entry, Folder } from '../folder.ts';
 import { systemFlag } from '../folder.ts';
 import { nameProblem } from '../mailstore.ts';
 import { headerValues, searchText, sentDate } from '../mime.ts';
-import { matches, parseSearch, type SearchKey, searchNeeds, type SearchSubject } from '../search.ts';
+import { matches, parseSearch, type SearchKey, searchNeeds, type SearchSubject, usesModseq } from '../search.ts';
 import { compress, expand, parseSequenceSet, seqForUids, type SequenceSet } from '../sequence.ts';
-import { flagList, type Handler, type Selected, type Session } from '../session.ts';
+import { flagList, type Handler, type MessageMemo, type Selected, type Session } from '../session.ts';
 import type { Command, Token } from '../types.ts';
 import { astring } from '../wire.ts';
 import { ArgError, atom, flags as flagArgs, folderName } from './args.ts';
 
 const SELECTED = ['selected'] as const;
+
+/** Maildir++ quota leaves \Deleted (T) messages out: flagging one subtracts it, unflagging adds it back. */
+async function recordDeletedToggles(session: Session, folder: Folder, changed: readonly Entry[], before: ReadonlyMap<number, boolean>): Promise<void> {
+  if (!folder.inQuota) return;
+  await folder.complete(changed, { date: false, size: true });
+  let bytes = 0;
+  let count = 0;
+  for (const entry of changed) {
+    const deleted = entry.flags.includes('\\Deleted');
+    if (deleted === before.get(entry.uid)) continue;
+    bytes += (deleted ? -1 : 1) * (entry.bytes ?? 0);
+    count += deleted ? -1 : 1;
+  }
+  if (count !== 0) await recordChange(session.user!.root, bytes, count);
+}
+
+/** `(NAME <mod-sequence>)`, the CONDSTORE modifier of FETCH (CHANGEDSINCE) and STORE (UNCHANGEDSINCE). */
+function modifier(token: Token, name: string): number {
+  const items = token.type === 'list' ? token.items : [];
+  const [key, value] = items;
+  if (items.length !== 2 || key?.type !== 'atom' || key.value.toUpperCase() !== name || value?.type !== 'atom' || !/^\d{1,19}$/.test(value.value)) {
+    throw new ArgError(`the only modifier known here is (${name} <mod-sequence>)`);
+  }
+  return Number(value.value);
+}
+
+/** A CONDSTORE-enabling command was used (RFC 7162 §3.1): from now on FETCH responses carry MODSEQ. */
+function enableCondstore(session: Session, sel: Selected): void {
+  session.enabled.add('CONDSTORE');
+  sel.condstore = true;
+}
+
+function itemsOf(name: string): FetchItem[] {
+  return parseFetchItems([{ type: 'atom', value: name }]) as FetchItem[];
+}
 
 /** LF → CRLF (a CR already before an LF is kept). Pure. */
 export function lfToCrlf(data: Buffer): Buffer {
@@ -43,6 +78,11 @@ function headerEnd(data: Buffer): number {
 
 /** The messages a set names, as [seq, uid] pairs in sequence order. */
 function targets(sel: Selected, set: SequenceSet, byUid: boolean): [number, number][] {
+  // A sequence number beyond the last message is an error (RFC 3501 §9 seq-number); a UID is not.
+  // (A range with * is left alone: `1:*` on an empty folder names nothing.)
+  if (!byUid && set.some((r) => r.from !== '*' && r.to !== '*' && Math.max(r.from, r.to) > sel.view.length)) {
+    throw new ArgError(sel.view.length === 0 ? 'the folder is empty' : `there are only ${sel.view.length} messages`);
+  }
   const seqs = byUid ? seqForUids(sel.view, set) : expand(set, sel.view.length);
   return seqs.map((seq) => [seq, sel.view[seq - 1]!]);
 }
@@ -71,7 +111,10 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
   const set = sequenceArg(args[0]);
   const parsed = parseFetchItems(args[1]?.type === 'list' ? args[1] : args.slice(1, 2));
   if ('error' in parsed) throw new ArgError(parsed.error);
-  const items: FetchItem[] = byUid && !parsed.some((i) => i.kind === 'UID') ? [...(parseFetchItems([{ type: 'atom', value: 'UID' }]) as FetchItem[]), ...parsed] : parsed;
+  const changedSince = args[2] === undefined ? null : modifier(args[2], 'CHANGEDSINCE');
+  if (changedSince !== null || parsed.some((i) => i.kind === 'MODSEQ')) enableCondstore(session, sel);
+  let items: FetchItem[] = byUid && !parsed.some((i) => i.kind === 'UID') ? [...itemsOf('UID'), ...parsed] : parsed;
+  if (sel.condstore && !items.some((i) => i.kind === 'MODSEQ')) items = [...items, ...itemsOf('MODSEQ')];
   const marks = setsSeen(items) && !sel.readOnly;
   const folder = sel.folder;
   const wantDate = items.some((i) => i.kind === 'INTERNALDATE');
@@ -81,16 +124,19 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
   for (const [seq, uid] of targets(sel, set, byUid)) {
     const entry = folder.byUid.get(uid);
     if (entry === undefined) continue; // expunged by another session, not yet told
+    if (changedSince !== null && entry.modseq <= changedSince) continue;
     await folder.complete([entry], { date: wantDate, size: true });
     if (marks && !entry.flags.includes('\\Seen')) await folder.setFlags([uid], 'add', ['\\Seen']);
     const memo = structural ? memoOf(session, folder, entry) : {};
     const need = needsOf(items, memo);
     const body = need === 'none' ? null : await content(folder, entry, need);
     if (need !== 'none' && body === null) continue;
+    const known = structural ? Object.keys(memo).length : 0;
     const line = fetchResponse(seq, items, {
       uid, flags: withRecent(entry.flags, sel.recent.has(uid)), size: entry.size ?? 0,
       internalDate: new Date(entry.internalDate ?? 0), modseq: entry.modseq, content: body, memo,
     });
+    if (structural && Object.keys(memo).length !== known) rememberSize(session, folder, entry, memo);
     // Batched: one write per ~64 KB of responses, not one per message.
     batch.push(line);
     batched += line.length;
@@ -110,7 +156,12 @@ function withRecent(flags: readonly string[], recent: boolean): string[] {
   return recent ? [...flags, '\\Recent'] : [...flags];
 }
 
-function memoOf(session: Session, folder: Folder, entry: Entry): { envelope?: string; body?: string; bodystructure?: string } {
+/** Stores the memo again so the cache counts what was added to it. */
+function rememberSize(session: Session, folder: Folder, entry: Entry, memo: MessageMemo): void {
+  session.deps.memo.set(`${folder.path}\0${entry.unique}`, memo);
+}
+
+function memoOf(session: Session, folder: Folder, entry: Entry): MessageMemo {
   const key = `${folder.path}\0${entry.unique}`;
   let memo = session.deps.memo.get(key);
   if (memo === undefined) {
@@ -127,21 +178,36 @@ async function store(session: Session, command: Command, byUid: boolean, args: r
     return;
   }
   const set = sequenceArg(args[0]);
-  const what = atom(args[1], 'the STORE item').toUpperCase();
+  let rest = args.slice(1);
+  let unchangedSince: number | null = null;
+  if (rest[0]?.type === 'list') {
+    unchangedSince = modifier(rest[0], 'UNCHANGEDSINCE');
+    rest = rest.slice(1);
+    enableCondstore(session, sel);
+  }
+  const what = atom(rest[0], 'the STORE item').toUpperCase();
   const m = /^([+-]?)FLAGS(\.SILENT)?$/.exec(what);
   if (m === null) throw new ArgError('STORE takes FLAGS, +FLAGS or -FLAGS (optionally .SILENT)');
-  const wanted = flagArgs(args[2]?.type === 'list' ? args[2] : args.length > 3 ? { type: 'list', items: args.slice(2) } : args[2]);
+  const wanted = flagArgs(rest[1]?.type === 'list' ? rest[1] : rest.length > 2 ? { type: 'list', items: rest.slice(1) } : rest[1]);
   const kept = wanted.map(systemFlag).filter((f): f is string => f !== null);
   const mode = m[1] === '+' ? 'add' : m[1] === '-' ? 'remove' : 'set';
-  const chosen = targets(sel, set, byUid);
   const folder = sel.folder;
-  await folder.setFlags(chosen.map(([, uid]) => uid), mode, kept);
+  const all = targets(sel, set, byUid);
+  // UNCHANGEDSINCE (RFC 7162 §3.1.3): a message changed since then is left alone and named in [MODIFIED].
+  const modified = unchangedSince === null ? [] : all.filter(([, uid]) => (folder.byUid.get(uid)?.modseq ?? 0) > unchangedSince!);
+  const skipped = new Set(modified.map(([, uid]) => uid));
+  const chosen = all.filter(([, uid]) => !skipped.has(uid));
+  const before = new Map(chosen.map(([, uid]) => [uid, folder.byUid.get(uid)?.flags.includes('\\Deleted') ?? false]));
+  const changedEntries = await folder.setFlags(chosen.map(([, uid]) => uid), mode, kept);
+  const changed = new Set(changedEntries.map((e) => e.uid));
+  await recordDeletedToggles(session, folder, changedEntries, before);
   const lines: string[] = [];
-  if (m[2] === undefined) {
-    for (const [seq, uid] of chosen) {
-      const entry = folder.byUid.get(uid);
-      if (entry !== undefined) lines.push(`* ${seq} FETCH (${byUid ? `UID ${uid} ` : ''}FLAGS (${flagList(entry.flags, sel.recent.has(uid))}))`);
-    }
+  for (const [seq, uid] of chosen) {
+    const entry = folder.byUid.get(uid);
+    if (entry === undefined) continue;
+    const modseq = sel.condstore ? ` MODSEQ (${entry.modseq})` : '';
+    if (m[2] === undefined) lines.push(`* ${seq} FETCH (${byUid ? `UID ${uid} ` : ''}FLAGS (${flagList(entry.flags, sel.recent.has(uid))})${modseq})`);
+    else if (sel.condstore && changed.has(uid)) lines.push(`* ${seq} FETCH (${byUid ? `UID ${uid} ` : ''}${modseq.trim()})`);
   }
   session.sendAll(lines);
   // Changes made here are told by the lines above (or not wanted: .SILENT); others' are still due.
@@ -149,7 +215,8 @@ async function store(session: Session, command: Command, byUid: boolean, args: r
   const others = folder.entries.some((e) => e.modseq > sel.modseq && !mine.has(e.uid));
   if (!others) sel.modseq = folder.highestModseq;
   await session.flush(byUid ? 'UID' : 'STORE');
-  session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}STORE completed`);
+  const code = modified.length === 0 ? '' : `[MODIFIED ${compress(modified.map(([seq, uid]) => (byUid ? uid : seq)))}] `;
+  session.send(`${command.tag} OK ${code}${byUid ? 'UID ' : ''}STORE completed`);
 }
 
 async function search(session: Session, command: Command, byUid: boolean, args: readonly Token[]): Promise<void> {
@@ -159,8 +226,12 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
     session.send(parsed.badCharset ? `${command.tag} NO [BADCHARSET (US-ASCII UTF-8)] unsupported charset` : `${command.tag} BAD ${parsed.error}`);
     return;
   }
+  const withModseq = usesModseq(parsed.key);
+  if (withModseq) enableCondstore(session, sel);
+  let highest = 0;
   const needs = searchNeeds(parsed.key);
   const wantDate = usesInternalDate(parsed.key);
+  const fromMemo = !needs.body && (needs.header || needs.sentDate) && [...headerFields(parsed.key)].every((f) => MEMO_FIELDS.includes(f));
   const folder = sel.folder;
   const maxUid = sel.view.length === 0 ? 0 : sel.view[sel.view.length - 1]!;
   const found: number[] = [];
@@ -169,27 +240,58 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
     const entry = folder.byUid.get(uid);
     if (entry === undefined) continue;
     await folder.complete([entry], { date: wantDate, size: true });
-    let raw: Buffer | null = null;
-    if (needs.header || needs.body || needs.sentDate) {
-      raw = await content(folder, entry, needs.body ? 'full' : 'header');
-      if (raw === null) continue;
-    }
-    const data = raw;
-    const subject: SearchSubject = {
+    const base = {
       seq: i + 1, uid, flags: new Set(entry.flags), recent: sel.recent.has(uid), size: entry.size ?? 0,
       internalDate: new Date(entry.internalDate ?? 0), modseq: entry.modseq,
-      ...(data === null ? {} : {
+    };
+    let subject: SearchSubject = base;
+    if (fromMemo) {
+      // The usual header searches (FROM, TO, CC, BCC, SUBJECT, SENT*) from values remembered per message.
+      const memo = memoOf(session, folder, entry);
+      if (memo.fields === undefined) {
+        const head = await content(folder, entry, 'header');
+        if (head === null) continue;
+        memo.fields = Object.fromEntries(MEMO_FIELDS.map((f) => [f, headerValues(head, f)]));
+        memo.sent = sentDate(head)?.getTime() ?? null;
+        rememberSize(session, folder, entry, memo);
+      }
+      const { fields, sent } = memo;
+      subject = { ...base, header: (name) => fields[name.toLowerCase()] ?? [], sentDate: () => (sent === null || sent === undefined ? null : new Date(sent)) };
+    } else if (needs.header || needs.body || needs.sentDate) {
+      const data = await content(folder, entry, needs.body ? 'full' : 'header');
+      if (data === null) continue;
+      subject = {
+        ...base,
         header: (name: string) => headerValues(data, name),
         body: () => searchText(bodyOnly(data)),
         text: () => searchText(data),
         sentDate: () => sentDate(data),
-      }),
-    };
-    if (matches(parsed.key, subject, { maxSeq: sel.view.length, maxUid })) found.push(byUid ? uid : i + 1);
+      };
+    }
+    if (matches(parsed.key, subject, { maxSeq: sel.view.length, maxUid })) {
+      found.push(byUid ? uid : i + 1);
+      highest = Math.max(highest, entry.modseq);
+    }
   }
-  session.send(`* SEARCH${found.map((n) => ` ${n}`).join('')}`);
+  // RFC 7162 §3.1.5: with a MODSEQ key, the highest mod-sequence of the messages found.
+  session.send(`* SEARCH${found.map((n) => ` ${n}`).join('')}${withModseq && found.length > 0 ? ` (MODSEQ ${highest})` : ''}`);
   await session.flush(byUid ? 'UID' : 'SEARCH');
   session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}SEARCH completed`);
+}
+
+/** Header fields whose decoded values are remembered per message for SEARCH. */
+const MEMO_FIELDS = ['from', 'to', 'cc', 'bcc', 'subject'];
+
+/** The header fields a key searches (lower case). Pure. */
+function headerFields(key: SearchKey, out = new Set<string>()): Set<string> {
+  switch (key.kind) {
+    case 'header': out.add(key.field.toLowerCase()); break;
+    case 'and': for (const k of key.keys) headerFields(k, out); break;
+    case 'or': headerFields(key.left, out); headerFields(key.right, out); break;
+    case 'not': headerFields(key.key, out); break;
+    default: break;
+  }
+  return out;
 }
 
 /** Whether a key compares INTERNALDATE (BEFORE, ON, SINCE): only then are the files stat()ed. Pure. */
@@ -232,16 +334,21 @@ async function copy(session: Session, command: Command, byUid: boolean, args: re
   const chosen = targets(sel, set, byUid).map(([, uid]) => source.byUid.get(uid)).filter((e): e is Entry => e !== undefined);
   const user = session.user!;
   await source.complete(chosen, { date: false, size: true });
-  const bytes = chosen.reduce((n, e) => n + (e.bytes ?? 0), 0);
-  if (!move && user.quota !== null && chosen.length > 0 && (await checkQuota(user.root, user.quota, bytes)) === 'over') {
-    session.send(`${command.tag} NO [OVERQUOTA] the mailbox is full`);
-    return;
-  }
   if (move && sel.name === name) {
     session.send(`${command.tag} NO [CANNOT] the messages are in that folder already`);
     return;
   }
   const target = await st.open(name);
+  // Maildir++ quota: what the copies add where they land, less (MOVE) what leaves a counted folder.
+  const sum = (folder: Folder) => chosen.filter((e) => folder.counts(e.flags)).reduce((n, e) => ({ bytes: n.bytes + (e.bytes ?? 0), count: n.count + 1 }), { bytes: 0, count: 0 });
+  const added = sum(target);
+  const left = move ? sum(source) : { bytes: 0, count: 0 };
+  const delta = { bytes: added.bytes - left.bytes, count: added.count - left.count };
+  if (delta.bytes > 0 && user.quota !== null && (await checkQuota(user.root, user.quota, delta.bytes)) === 'over') {
+    st.release(target);
+    session.send(`${command.tag} NO [OVERQUOTA] the mailbox is full`);
+    return;
+  }
   const from: number[] = [];
   const to: number[] = [];
   try {
@@ -251,7 +358,7 @@ async function copy(session: Session, command: Command, byUid: boolean, args: re
       if (move) {
         to.push(await target.adopt(file, entry.unique, tags, entry.flags, null));
       } else {
-        // A hard link: the same bytes under a new unique name; Maildir++ quota counts both.
+        // A hard link: the same bytes under a new unique name (Maildir++ quota counts both).
         const unique = uniqueName(Date.now(), process.pid, Math.floor(Math.random() * 1e9), session.options.hostname);
         const tmp = join(target.tmp, unique);
         await link(file, tmp);
@@ -267,7 +374,7 @@ async function copy(session: Session, command: Command, byUid: boolean, args: re
   } finally {
     st.release(target);
   }
-  if (!move && chosen.length > 0) await recordChange(user.root, bytes, chosen.length);
+  if (delta.bytes !== 0 || delta.count !== 0) await recordChange(user.root, delta.bytes, delta.count);
   if (move) await source.sync(true);
   const code = from.length === 0 ? '' : `[COPYUID ${target.uidValidity} ${compress(from)} ${compress(to)}] `;
   if (move && code !== '') session.send(`* OK ${code}moved`);
@@ -296,8 +403,8 @@ async function removeDeleted(session: Session, sel: Selected, uids: SequenceSet 
   const allowed = uids === null ? null : new Set(seqForUids(sel.view, uids).map((seq) => sel.view[seq - 1]!));
   const doomed = folder.entries.filter((e) => e.flags.includes('\\Deleted') && (allowed === null || allowed.has(e.uid))).map((e) => e.uid);
   if (doomed.length === 0) return;
-  const { uids: gone, bytes } = await folder.expunge(doomed);
-  if (gone.length > 0) await recordChange(session.user!.root, -bytes, -gone.length);
+  // \Deleted messages left the quota when they were flagged (STORE): removing them changes nothing there.
+  await folder.expunge(doomed);
 }
 
 const UID_COMMANDS: Record<string, (s: Session, c: Command, args: readonly Token[]) => Promise<void>> = {
