@@ -169,6 +169,8 @@ class MessageView {
   }
 
   section(section: SectionSpec): Buffer {
+    // BODY[] is the whole message: no need to parse it.
+    if (section.part.length === 0 && section.text === null) return this.raw;
     return sectionBytes(this.raw, this.root, section);
   }
 }

@@ -18,6 +18,8 @@ import { astring } from '../wire.ts';
 import { ArgError, atom, flags as flagArgs, folderName } from './args.ts';
 
 const SELECTED = ['selected'] as const;
+/** Message files read ahead of the one being answered in a FETCH. */
+const READ_AHEAD = 8;
 
 /** Maildir++ quota leaves \Deleted (T) messages out: flagging one subtracts it, unflagging adds it back. */
 async function recordDeletedToggles(session: Session, folder: Folder, changed: readonly Entry[], before: ReadonlyMap<number, boolean>): Promise<void> {
@@ -121,16 +123,30 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
   const batch: string[] = [];
   let batched = 0;
   const structural = items.some((i) => i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE');
-  for (const [seq, uid] of targets(sel, set, byUid)) {
+  const chosen = targets(sel, set, byUid).flatMap(([seq, uid]) => {
     const entry = folder.byUid.get(uid);
-    if (entry === undefined) continue; // expunged by another session, not yet told
-    if (changedSince !== null && entry.modseq <= changedSince) continue;
+    // Gone: expunged by another session, not yet told. Unchanged: CHANGEDSINCE leaves it out.
+    if (entry === undefined || (changedSince !== null && entry.modseq <= changedSince)) return [];
+    return [{ seq, uid, entry, memo: structural ? memoOf(session, folder, entry) : {} }];
+  });
+  // Files are read a few messages ahead (the thread pool reads them in parallel); answers go out in order.
+  const loads: (Promise<Buffer | null> | null)[] = [];
+  const load = (k: number) => {
+    const next = chosen[k];
+    if (next === undefined || loads[k] !== undefined) return;
+    const need = needsOf(items, next.memo);
+    loads[k] = need === 'none' ? null : content(folder, next.entry, need);
+    loads[k]?.catch(() => undefined); // awaited below; an early failure must not go unhandled
+  };
+  for (let k = 0; k < chosen.length; k++) {
+    for (let ahead = k; ahead < k + READ_AHEAD; ahead++) load(ahead);
+    const { seq, uid, entry, memo } = chosen[k]!;
+    const pending = loads[k]!;
+    loads[k] = null;
+    const body = pending === null ? null : await pending;
+    if (pending !== null && body === null) continue;
     await folder.complete([entry], { date: wantDate, size: true });
     if (marks && !entry.flags.includes('\\Seen')) await folder.setFlags([uid], 'add', ['\\Seen']);
-    const memo = structural ? memoOf(session, folder, entry) : {};
-    const need = needsOf(items, memo);
-    const body = need === 'none' ? null : await content(folder, entry, need);
-    if (need !== 'none' && body === null) continue;
     const known = structural ? Object.keys(memo).length : 0;
     const line = fetchResponse(seq, items, {
       uid, flags: withRecent(entry.flags, sel.recent.has(uid)), size: entry.size ?? 0,
@@ -235,6 +251,18 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
   const folder = sel.folder;
   const maxUid = sel.view.length === 0 ? 0 : sel.view[sel.view.length - 1]!;
   const found: number[] = [];
+  if (fromMemo) {
+    // Fill the remembered fields first, several files at a time.
+    const missing = sel.view.map((uid) => folder.byUid.get(uid)).filter((e): e is Entry => e !== undefined && memoOf(session, folder, e).fields === undefined);
+    await inParallel(missing, READ_AHEAD, async (entry) => {
+      const head = await content(folder, entry, 'header');
+      if (head === null) return;
+      const memo = memoOf(session, folder, entry);
+      memo.fields = Object.fromEntries(MEMO_FIELDS.map((f) => [f, headerValues(head, f)]));
+      memo.sent = sentDate(head)?.getTime() ?? null;
+      rememberSize(session, folder, entry, memo);
+    });
+  }
   for (let i = 0; i < sel.view.length; i++) {
     const uid = sel.view[i]!;
     const entry = folder.byUid.get(uid);
@@ -277,6 +305,15 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
   session.send(`* SEARCH${found.map((n) => ` ${n}`).join('')}${withModseq && found.length > 0 ? ` (MODSEQ ${highest})` : ''}`);
   await session.flush(byUid ? 'UID' : 'SEARCH');
   session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}SEARCH completed`);
+}
+
+/** Runs `work` on every item, at most `limit` at a time. */
+async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** Header fields whose decoded values are remembered per message for SEARCH. */
