@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   bodyStructure, envelope, headerValues, MAX_DEPTH, MAX_PARTS, type MimePart, parseMessage, searchText, type SectionSpec,
-  sectionBytes, sentDate,
+  parseDate, sectionBytes, sentDate,
 } from '../../src/mailbox/imap/mime.ts';
 
 const crlf = (...lines: string[]): Buffer => Buffer.from(lines.join('\r\n'), 'utf8');
@@ -486,20 +486,24 @@ test('searchText: headers of message and attached message, text parts decoded (q
   assert.ok(!text.includes('not text'));
 });
 
-const dates: [header: string | null, expected: string | null][] = [
-  ['Wed, 17 Jul 1996 02:23:25 -0700 (PDT)', '1996-07-17T09:23:25.000Z'],
-  ['17 Jul 1996 02:23 +0000', '1996-07-17T02:23:00.000Z'],
-  ['Thu, 1 Feb 24 10:00:00 EST', '2024-02-01T15:00:00.000Z'],
-  ['Mon, 1 Jan 99 00:00:00 GMT', '1999-01-01T00:00:00.000Z'],
-  ['Tue, 02 March 2021 13:14:15 +0530', '2021-03-02T07:44:15.000Z'],
-  ['2 Mar 2021 13:14:15', '2021-03-02T13:14:15.000Z'],
-  ['2021-03-02T13:14:15Z', '2021-03-02T13:14:15.000Z'],
-  ['not a date', null],
-  [null, null],
+const dates: [header: string | null, moment: string | null, writtenDay: string | null][] = [
+  ['Wed, 17 Jul 1996 02:23:25 -0700 (PDT)', '1996-07-17T09:23:25.000Z', '1996-07-17'],
+  ['17 Jul 1996 02:23 +0000', '1996-07-17T02:23:00.000Z', '1996-07-17'],
+  ['Thu, 1 Feb 24 10:00:00 EST', '2024-02-01T15:00:00.000Z', '2024-02-01'],
+  ['Mon, 1 Jan 99 00:00:00 GMT', '1999-01-01T00:00:00.000Z', '1999-01-01'],
+  ['Tue, 02 March 2021 13:14:15 +0530', '2021-03-02T07:44:15.000Z', '2021-03-02'],
+  ['Tue, 10 Feb 2026 00:30:00 +0100', '2026-02-09T23:30:00.000Z', '2026-02-10'],
+  ['Mon, 09 Feb 2026 23:30:00 -0500', '2026-02-10T04:30:00.000Z', '2026-02-09'],
+  ['2 Mar 2021 13:14:15', '2021-03-02T13:14:15.000Z', '2021-03-02'],
+  ['2021-03-02T13:14:15Z', '2021-03-02T13:14:15.000Z', '2021-03-02'],
+  ['not a date', null, null],
+  [null, null, null],
 ];
-for (const [header, expected] of dates) {
-  test(`sentDate of ${header === null ? 'no Date:' : JSON.stringify(header)}`, () => {
+for (const [header, moment, writtenDay] of dates) {
+  test(`the moment and the written day of ${header === null ? 'no Date:' : JSON.stringify(header)}`, () => {
     const raw = crlf(...(header === null ? [] : [`Date: ${header}`]), '', '');
-    assert.equal(sentDate(raw)?.toISOString() ?? null, expected);
+    if (header !== null) assert.equal(parseDate(header)?.toISOString() ?? null, moment);
+    // SENT* compare the day as written, disregarding time and zone (RFC 3501).
+    assert.equal(sentDate(raw)?.toISOString() ?? null, writtenDay === null ? null : `${writtenDay}T00:00:00.000Z`);
   });
 }

@@ -99,6 +99,11 @@ export class MailStore {
     if (from === 'INBOX') {
       await this.create(to);
       const target = folderPath(this.root, to);
+      if (to === 'Trash') {
+        // INBOX's messages leave the quota with it (Maildir++ does not count .Trash).
+        const { bytes, count } = await usage(this.root);
+        if (count > 0) await recordChange(this.root, -bytes, -count);
+      }
       for (const dir of ['new', 'cur']) {
         for (const file of await readdir(join(this.root, dir)).catch(() => [])) {
           if (!file.startsWith('.')) await rename(join(this.root, dir, file), join(target, dir, file)).catch(() => undefined);
@@ -113,6 +118,12 @@ export class MailStore {
       const next = `${to}${name.slice(from.length)}`;
       await rename(folderPath(this.root, name), folderPath(this.root, next));
       this.registry.forget(folderPath(this.root, name));
+      // Into or out of Trash: its messages leave or join the quota.
+      if ((name === 'Trash') !== (next === 'Trash')) {
+        const { bytes, count } = await usage(folderPath(this.root, next));
+        const sign = next === 'Trash' ? -1 : 1;
+        if (count > 0) await recordChange(this.root, sign * bytes, sign * count);
+      }
     }
     const subscribed = await this.subscriptions();
     for (const name of moving) {

@@ -771,9 +771,20 @@ export function decodeQuotedPrintable(bytes: Buffer): Buffer {
 }
 
 /** The first Date: field, parsed leniently (RFC 5322 §3.3 with obsolete forms); null when absent or unreadable. */
+/**
+ * The day the Date: field names, as written (RFC 3501 SENT*: "disregarding time and timezone"):
+ * midnight UTC of that calendar day, so comparing its UTC day compares the day written.
+ */
 export function sentDate(raw: Buffer): Date | null {
   const value = fieldValue(topFields(raw), 'date');
-  return value === null ? null : parseDate(value);
+  if (value === null) return null;
+  const match = DATE_TIME.exec(value);
+  const month = match === null ? -1 : MONTHS.findIndex((name) => name.toLowerCase() === match[2]!.toLowerCase());
+  if (match !== null && month >= 0 && Number(match[1]) >= 1 && Number(match[1]) <= 31) {
+    return new Date(Date.UTC(fullYear(match[3]!), month, Number(match[1])));
+  }
+  const moment = parseDate(value);
+  return moment === null ? null : new Date(Date.UTC(moment.getUTCFullYear(), moment.getUTCMonth(), moment.getUTCDate()));
 }
 
 const DATE_TIME = /(\d{1,2})\s*[- ]\s*([A-Za-z]{3})[A-Za-z]*\.?\s*[- ]\s*(\d{2,4})\s+(\d{1,2})\s*:\s*(\d{1,2})(?:\s*:\s*(\d{1,2}))?(?:\s*([+-]\d{4}|[A-Za-z]{1,5}))?/;

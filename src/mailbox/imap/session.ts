@@ -79,6 +79,8 @@ export interface Handler {
   run(session: Session, command: Command): Promise<void>;
 }
 
+const NONE: ReadonlySet<number> = new Set();
+
 /** Commands during which EXPUNGE responses may not be sent (RFC 3501 §7.4.1). */
 const NO_EXPUNGE = new Set(['FETCH', 'STORE', 'SEARCH']);
 
@@ -277,10 +279,10 @@ export class Session {
   }
 
   /** Before a tagged reply: tells the client what changed in the selected folder. */
-  async flush(commandName: string): Promise<void> {
+  async flush(commandName: string, told: ReadonlySet<number> = NONE): Promise<void> {
     const sel = this.selected;
     if (sel === null) return;
-    this.sendAll(updates(sel, !NO_EXPUNGE.has(commandName)));
+    this.sendAll(updates(sel, !NO_EXPUNGE.has(commandName), told));
   }
 
   /** Leaves the selected folder (CLOSE, UNSELECT, another SELECT, logout). */
@@ -310,9 +312,10 @@ export class Session {
 
 /**
  * The untagged responses that bring a client's view up to the folder: EXPUNGE (when allowed) for
- * messages gone, EXISTS and RECENT for arrivals, FETCH FLAGS for flag changes by others. Updates `sel`.
+ * messages gone, EXISTS and RECENT for arrivals, FETCH FLAGS for flag changes by others (not for the
+ * uids in `told`, whose flags the command answered already). Updates `sel`.
  */
-export function updates(sel: Selected, allowExpunge: boolean): string[] {
+export function updates(sel: Selected, allowExpunge: boolean, told: ReadonlySet<number> = NONE): string[] {
   const folder = sel.folder;
   const out: string[] = [];
   if (allowExpunge) {
@@ -339,7 +342,7 @@ export function updates(sel: Selected, allowExpunge: boolean): string[] {
   if (folder.highestModseq > sel.modseq) {
     const seqOf = new Map(sel.view.map((uid, i) => [uid, i + 1]));
     for (const entry of folder.entries) {
-      if (entry.modseq <= sel.modseq || entry.uid > last) continue;
+      if (entry.modseq <= sel.modseq || entry.uid > last || told.has(entry.uid)) continue;
       const seq = seqOf.get(entry.uid);
       if (seq !== undefined) out.push(`* ${seq} FETCH (FLAGS (${flagList(entry.flags, sel.recent.has(entry.uid))})${sel.condstore ? ` MODSEQ (${entry.modseq})` : ''})`);
     }

@@ -193,7 +193,7 @@ export const folderCommands: Record<string, Handler> = {
             : key === 'RECENT' ? folder.entries.filter((e) => e.recent).length
             : key === 'UIDNEXT' ? folder.uidNext
             : key === 'UIDVALIDITY' ? folder.uidValidity
-            : key === 'HIGHESTMODSEQ' ? folder.highestModseq
+            : key === 'HIGHESTMODSEQ' ? enableCondstore(session, folder.highestModseq)
             : key === 'UNSEEN' ? folder.entries.filter((e) => !e.flags.includes('\\Seen')).length
             : key === 'SIZE' ? (await folder.complete(folder.entries, { date: false, size: true }), folder.entries.reduce((n, e) => n + (e.size ?? 0), 0))
             : null;
@@ -289,6 +289,13 @@ export const folderCommands: Record<string, Handler> = {
     },
   },
 };
+
+/** STATUS HIGHESTMODSEQ is a CONDSTORE-enabling command (RFC 7162 §3.1); returns `value`. */
+function enableCondstore(session: Session, value: number): number {
+  session.enabled.add('CONDSTORE');
+  if (session.selected !== null) session.selected.condstore = true;
+  return value;
+}
 
 function countLines(data: Buffer): number {
   let lines = 0;

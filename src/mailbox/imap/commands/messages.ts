@@ -226,11 +226,11 @@ async function store(session: Session, command: Command, byUid: boolean, args: r
     else if (sel.condstore && changed.has(uid)) lines.push(`* ${seq} FETCH (${byUid ? `UID ${uid} ` : ''}${modseq.trim()})`);
   }
   session.sendAll(lines);
-  // Changes made here are told by the lines above (or not wanted: .SILENT); others' are still due.
+  // Told above (or not wanted: .SILENT): the flush leaves them out and tells only others' changes.
   const mine = new Set(chosen.map(([, uid]) => uid));
   const others = folder.entries.some((e) => e.modseq > sel.modseq && !mine.has(e.uid));
   if (!others) sel.modseq = folder.highestModseq;
-  await session.flush(byUid ? 'UID' : 'STORE');
+  await session.flush(byUid ? 'UID' : 'STORE', mine);
   const code = modified.length === 0 ? '' : `[MODIFIED ${compress(modified.map(([seq, uid]) => (byUid ? uid : seq)))}] `;
   session.send(`${command.tag} OK ${code}${byUid ? 'UID ' : ''}STORE completed`);
 }
