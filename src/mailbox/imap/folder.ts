@@ -4,7 +4,7 @@
 // new/ and cur/. One Folder object per folder per process, shared by every session that has it
 // open (the registry is in mailstore.ts), so sessions see each other's changes at once.
 import { constants, watch, type FSWatcher } from 'node:fs';
-import { open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { appendFile, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { deliveryOrder, sizesOf, uniquePart } from '../maildir.ts';
 
@@ -13,6 +13,18 @@ const LETTERS: Readonly<Record<string, string>> = { D: '\\Draft', F: '\\Flagged'
 const FLAG_LETTER: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(LETTERS).map(([l, f]) => [f.toLowerCase(), l]));
 
 export const INDEX_FILE = 'ldapmta-uidlist';
+/** Parsed structure per message (envelope, BODYSTRUCTURE, search fields), as JSON lines; a cache, rebuilt if lost. */
+export const CACHE_FILE = 'ldapmta-cache';
+
+/** What is remembered of a message's bytes (they never change under one unique name). */
+export interface MessageMemo {
+  envelope?: string;
+  body?: string;
+  bodystructure?: string;
+  /** Decoded values of the fields SEARCH asks most (from, to, cc, bcc, subject), and the Date:'s day in ms. */
+  fields?: Record<string, string[]>;
+  sent?: number | null;
+}
 const INDEX_MAGIC = 'ldapmta-uidlist 1';
 
 export interface Entry {
@@ -311,6 +323,76 @@ export class Folder {
     }
     await rename(tmp, join(this.path, INDEX_FILE));
     this.stale = 0;
+  }
+
+  private memos: Map<string, MessageMemo> | null = null;
+  private memosLoading: Promise<void> | null = null;
+  private memoLines: string[] = [];
+
+  /**
+   * Reads the cache file (once while the folder is in use): unique → memo, later lines winning;
+   * lines that do not parse are skipped. Rewritten without stale lines when they dominate.
+   */
+  loadMemos(): Promise<void> {
+    if (this.memos !== null) return Promise.resolve();
+    this.memosLoading ??= (async () => {
+      const text = await readFile(join(this.path, CACHE_FILE), 'utf8').catch(() => '');
+      const memos = new Map<string, MessageMemo>();
+      let lines = 0;
+      for (const line of text.split('\n')) {
+        const tab = line.indexOf('\t');
+        if (tab <= 0) continue;
+        lines++;
+        try {
+          const memo = JSON.parse(line.slice(tab + 1)) as unknown;
+          if (memo !== null && typeof memo === 'object' && !Array.isArray(memo)) memos.set(line.slice(0, tab), { ...memos.get(line.slice(0, tab)), ...(memo as MessageMemo) });
+        } catch {
+          // a torn or foreign line: that message is parsed again when asked
+        }
+      }
+      const live = new Set(this.entries.map((e) => e.unique));
+      for (const unique of memos.keys()) if (!live.has(unique)) memos.delete(unique);
+      this.memos = memos;
+      if (lines > 2 * memos.size + 100) await this.rewriteMemos().catch(() => undefined);
+    })().finally(() => {
+      this.memosLoading = null;
+    });
+    return this.memosLoading;
+  }
+
+  /** The memo of a message (after loadMemos()); a new empty one when nothing is known yet. */
+  memo(entry: Entry): MessageMemo {
+    const memos = this.memos ?? (this.memos = new Map());
+    let memo = memos.get(entry.unique);
+    if (memo === undefined) {
+      memo = {};
+      memos.set(entry.unique, memo);
+    }
+    return memo;
+  }
+
+  /** A memo gained something: written to the cache file at the next saveMemos(). */
+  memoChanged(entry: Entry, memo: MessageMemo): void {
+    this.memoLines.push(`${entry.unique}\t${JSON.stringify(memo)}\n`);
+  }
+
+  /** Appends what was learnt (best effort: it is a cache). */
+  async saveMemos(): Promise<void> {
+    if (this.memoLines.length === 0) return;
+    const text = this.memoLines.join('');
+    this.memoLines = [];
+    await appendFile(join(this.path, CACHE_FILE), text, { mode: 0o600, flag: constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW }).catch(() => undefined);
+  }
+
+  /** Nobody has the folder open: the memos leave memory (they are on disk). */
+  dropMemos(): void {
+    if (this.memosLoading === null && this.memoLines.length === 0) this.memos = null;
+  }
+
+  private async rewriteMemos(): Promise<void> {
+    const tmp = join(this.path, `${CACHE_FILE}.tmp`);
+    await writeFile(tmp, [...this.memos!].map(([unique, memo]) => `${unique}\t${JSON.stringify(memo)}\n`).join(''), { mode: 0o600 });
+    await rename(tmp, join(this.path, CACHE_FILE));
   }
 
   /** A message's stored bytes (LF line ends). Null when it has gone meanwhile. */

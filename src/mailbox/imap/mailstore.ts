@@ -231,6 +231,7 @@ export class FolderRegistry {
     const held = this.open.get(folder.path);
     if (held === undefined || --held.users > 0) return;
     this.open.delete(folder.path);
+    void folder.saveMemos().finally(() => folder.dropMemos());
     this.idle.set(folder.path, folder);
     if (this.idle.size > this.keepIdle) this.idle.delete(this.idle.keys().next().value!);
   }

@@ -3,7 +3,6 @@
 // end every session.
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
-import { LRUCache } from 'lru-cache';
 import type { HostPort } from '../../config.ts';
 import type { LoginResult } from '../../directory/types.ts';
 import { listenOn } from '../../listen/bind.ts';
@@ -13,7 +12,7 @@ import { connectionCommands } from './commands/connection.ts';
 import { folderCommands } from './commands/folders.ts';
 import { messageCommands } from './commands/messages.ts';
 import { FolderRegistry } from './mailstore.ts';
-import { type Handler, type ImapOptions, type MessageMemo, Session } from './session.ts';
+import { type Handler, type ImapOptions, Session } from './session.ts';
 
 export type { ImapOptions } from './session.ts';
 
@@ -32,19 +31,9 @@ export interface ImapServerDeps {
 
 const COMMANDS: Readonly<Record<string, Handler>> = { ...connectionCommands, ...folderCommands, ...messageCommands };
 
-/** Parsed envelopes, structures and search fields kept in memory, bounded by their text length (about 32 MB of text). */
-export function createMemo(): LRUCache<string, MessageMemo> {
-  return new LRUCache<string, MessageMemo>({
-    maxSize: 32 * 1024 * 1024,
-    sizeCalculation: (m, key) => key.length + 64 + (m.envelope?.length ?? 0) + (m.body?.length ?? 0) + (m.bodystructure?.length ?? 0)
-      + (m.fields === undefined ? 0 : Object.values(m.fields).reduce((n, values) => n + 16 + values.reduce((k, v) => k + v.length, 0), 0)),
-  });
-}
-
 export async function startImap(where: HostPort, options: ImapOptions, deps: ImapServerDeps): Promise<ImapServer> {
   const log = deps.log.child({ component: options.implicitTls ? 'imaps' : 'imap' });
   const context: SecureContext | null = options.tls === null ? null : createSecureContext({ ...options.tls, minVersion: 'TLSv1.2' });
-  const memo = createMemo();
   const sessions = new Set<Session>();
   const sockets = new Set<Socket>();
   let count = 0;
@@ -52,7 +41,7 @@ export async function startImap(where: HostPort, options: ImapOptions, deps: Ima
   const handle = (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    const session = new Session(socket, `i${(++count).toString(36)}`, options, { ...deps, log, memo }, context, COMMANDS);
+    const session = new Session(socket, `i${(++count).toString(36)}`, options, { ...deps, log }, context, COMMANDS);
     sessions.add(session);
     void session.run().catch((err: unknown) => {
       log.error({ err: (err as Error).message }, 'imap session failed');

@@ -31,22 +31,6 @@ export interface ImapDeps {
   readonly limits: Limits;
   readonly log: Logger;
   readonly registry: FolderRegistry;
-  /** Parsed structure per message (path + unique name), shared by the sessions of this process. */
-  readonly memo: Memo;
-}
-
-export interface Memo {
-  get(key: string): MessageMemo | undefined;
-  set(key: string, value: MessageMemo): unknown;
-}
-
-export interface MessageMemo {
-  envelope?: string;
-  body?: string;
-  bodystructure?: string;
-  /** Decoded values of the fields SEARCH asks most (from, to, cc, bcc, subject), and the Date: in ms. */
-  fields?: Record<string, string[]>;
-  sent?: number | null;
 }
 
 export type State = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';

@@ -1,6 +1,6 @@
 // Commands on the selected folder: CHECK, CLOSE, UNSELECT, EXPUNGE, IDLE, FETCH, STORE, SEARCH,
 // COPY, MOVE and their UID forms (UIDPLUS's UID EXPUNGE included). Message bytes are read from the
-// Maildir (LF) and shown with CRLF; parsed structure is remembered per message in `deps.memo`.
+// Maildir (LF) and shown with CRLF; parsed structure is remembered per message (Folder memos, ldapmta-cache).
 import { link, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { uniqueName } from '../../../deliver/maildir-file.ts';
@@ -12,7 +12,7 @@ import { nameProblem } from '../mailstore.ts';
 import { headerValues, searchText, sentDate } from '../mime.ts';
 import { matches, parseSearch, type SearchKey, searchNeeds, type SearchSubject, usesModseq } from '../search.ts';
 import { compress, expand, parseSequenceSet, seqForUids, type SequenceSet } from '../sequence.ts';
-import { flagList, type Handler, type MessageMemo, type Selected, type Session } from '../session.ts';
+import { flagList, type Handler, type Selected, type Session } from '../session.ts';
 import type { Command, Token } from '../types.ts';
 import { astring } from '../wire.ts';
 import { ArgError, atom, flags as flagArgs, folderName } from './args.ts';
@@ -123,11 +123,12 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
   const batch: string[] = [];
   let batched = 0;
   const structural = items.some((i) => i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE');
+  if (structural) await folder.loadMemos();
   const chosen = targets(sel, set, byUid).flatMap(([seq, uid]) => {
     const entry = folder.byUid.get(uid);
     // Gone: expunged by another session, not yet told. Unchanged: CHANGEDSINCE leaves it out.
     if (entry === undefined || (changedSince !== null && entry.modseq <= changedSince)) return [];
-    return [{ seq, uid, entry, memo: structural ? memoOf(session, folder, entry) : {} }];
+    return [{ seq, uid, entry, memo: structural ? folder.memo(entry) : {} }];
   });
   // Files are read a few messages ahead (the thread pool reads them in parallel); answers go out in order.
   const loads: (Promise<Buffer | null> | null)[] = [];
@@ -152,7 +153,7 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
       uid, flags: withRecent(entry.flags, sel.recent.has(uid)), size: entry.size ?? 0,
       internalDate: new Date(entry.internalDate ?? 0), modseq: entry.modseq, content: body, memo,
     });
-    if (structural && Object.keys(memo).length !== known) rememberSize(session, folder, entry, memo);
+    if (structural && Object.keys(memo).length !== known) folder.memoChanged(entry, memo);
     // Batched: one write per ~64 KB of responses, not one per message.
     batch.push(line);
     batched += line.length;
@@ -163,6 +164,7 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
     }
   }
   session.sendAll(batch);
+  await folder.saveMemos();
   // \Seen set by this FETCH is told by the flush below, as an untagged FETCH FLAGS.
   await session.flush(byUid ? 'UID' : 'FETCH');
   session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}FETCH completed`);
@@ -172,20 +174,6 @@ function withRecent(flags: readonly string[], recent: boolean): string[] {
   return recent ? [...flags, '\\Recent'] : [...flags];
 }
 
-/** Stores the memo again so the cache counts what was added to it. */
-function rememberSize(session: Session, folder: Folder, entry: Entry, memo: MessageMemo): void {
-  session.deps.memo.set(`${folder.path}\0${entry.unique}`, memo);
-}
-
-function memoOf(session: Session, folder: Folder, entry: Entry): MessageMemo {
-  const key = `${folder.path}\0${entry.unique}`;
-  let memo = session.deps.memo.get(key);
-  if (memo === undefined) {
-    memo = {};
-    session.deps.memo.set(key, memo);
-  }
-  return memo;
-}
 
 async function store(session: Session, command: Command, byUid: boolean, args: readonly Token[]): Promise<void> {
   const sel = session.selected!;
@@ -253,15 +241,17 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
   const found: number[] = [];
   if (fromMemo) {
     // Fill the remembered fields first, several files at a time.
-    const missing = sel.view.map((uid) => folder.byUid.get(uid)).filter((e): e is Entry => e !== undefined && memoOf(session, folder, e).fields === undefined);
+    await folder.loadMemos();
+    const missing = sel.view.map((uid) => folder.byUid.get(uid)).filter((e): e is Entry => e !== undefined && folder.memo(e).fields === undefined);
     await inParallel(missing, READ_AHEAD, async (entry) => {
       const head = await content(folder, entry, 'header');
       if (head === null) return;
-      const memo = memoOf(session, folder, entry);
+      const memo = folder.memo(entry);
       memo.fields = Object.fromEntries(MEMO_FIELDS.map((f) => [f, headerValues(head, f)]));
       memo.sent = sentDate(head)?.getTime() ?? null;
-      rememberSize(session, folder, entry, memo);
+      folder.memoChanged(entry, memo);
     });
+    await folder.saveMemos();
   }
   for (let i = 0; i < sel.view.length; i++) {
     const uid = sel.view[i]!;
@@ -275,15 +265,8 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
     let subject: SearchSubject = base;
     if (fromMemo) {
       // The usual header searches (FROM, TO, CC, BCC, SUBJECT, SENT*) from values remembered per message.
-      const memo = memoOf(session, folder, entry);
-      if (memo.fields === undefined) {
-        const head = await content(folder, entry, 'header');
-        if (head === null) continue;
-        memo.fields = Object.fromEntries(MEMO_FIELDS.map((f) => [f, headerValues(head, f)]));
-        memo.sent = sentDate(head)?.getTime() ?? null;
-        rememberSize(session, folder, entry, memo);
-      }
-      const { fields, sent } = memo;
+      const { fields, sent } = folder.memo(entry);
+      if (fields === undefined) continue; // gone while the fields were read
       subject = { ...base, header: (name) => fields[name.toLowerCase()] ?? [], sentDate: () => (sent === null || sent === undefined ? null : new Date(sent)) };
     } else if (needs.header || needs.body || needs.sentDate) {
       const data = await content(folder, entry, needs.body ? 'full' : 'header');
