@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { lfToCrlf } from '../../src/mailbox/imap/commands/messages.ts';
-import { flagsOf, Folder, INDEX_FILE, nameWithFlags, parseIndex, systemFlag } from '../../src/mailbox/imap/folder.ts';
+import { CACHE_FILE, flagsOf, Folder, INDEX_FILE, nameWithFlags, parseIndex, systemFlag } from '../../src/mailbox/imap/folder.ts';
 import { canonicalName, FolderRegistry, MailStore, nameProblem, patternRegExp } from '../../src/mailbox/imap/mailstore.ts';
 
 test('flags from info letters, in a fixed order; unknown letters ignored', () => {
@@ -143,4 +143,30 @@ test('MailStore: special folders on first login, create/rename/delete with child
   assert.equal(await store.delete('Work.2026'), 'missing');
   assert.match(readFileSync(join(root, 'maildirsize'), 'utf8'), /\n-10 -1\n$/);
   assert.deepEqual(readdirSync(join(root, 'tmp')), [], 'nothing left behind');
+});
+
+test('the per-folder cache: memos saved as JSON lines, read back by a new Folder, torn lines and gone messages ignored', async (t) => {
+  const root = maildir();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  writeFileSync(join(root, 'cur', '1.M1.h:2,'), 'x\n');
+  writeFileSync(join(root, 'cur', '2.M2.h:2,'), 'y\n');
+  const folder = new Folder(root);
+  await folder.open();
+  await folder.loadMemos();
+  const [a, b] = folder.entries;
+  const memo = folder.memo(a!);
+  memo.envelope = '("date" "subject" NIL NIL NIL NIL NIL NIL NIL NIL)';
+  folder.memoChanged(a!, memo);
+  folder.memo(b!).fields = { from: ['Bob'] };
+  folder.memoChanged(b!, folder.memo(b!));
+  await folder.saveMemos();
+  appendFileSync(join(root, CACHE_FILE), '3.M3.h\t{"envelope":"gone"}\n2.M2.h\t{"sent":5\n');
+  folder.dropMemos();
+
+  const again = new Folder(root);
+  await again.open();
+  await again.loadMemos();
+  assert.equal(again.memo(again.entries[0]!).envelope, memo.envelope);
+  assert.deepEqual(again.memo(again.entries[1]!), { fields: { from: ['Bob'] } }, 'the torn line changed nothing');
+  assert.equal(again.entries.length, 2);
 });
