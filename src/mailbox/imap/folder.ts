@@ -371,9 +371,9 @@ export class Folder {
     return memo;
   }
 
-  /** A memo gained something: written to the cache file at the next saveMemos(). */
-  memoChanged(entry: Entry, memo: MessageMemo): void {
-    this.memoLines.push(`${entry.unique}\t${JSON.stringify(memo)}\n`);
+  /** A memo gained `added` (only what is new: lines merge when read): written at the next saveMemos(). */
+  memoChanged(entry: Entry, added: MessageMemo): void {
+    this.memoLines.push(`${entry.unique}\t${JSON.stringify(added)}\n`);
   }
 
   /** Appends what was learnt (best effort: it is a cache). */

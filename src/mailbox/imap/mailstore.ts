@@ -154,8 +154,12 @@ export class MailStore {
     await rename(tmp, join(this.root, SUBSCRIPTIONS));
   }
 
-  /** First login: the Maildir, and Sent, Drafts, Trash and Junk, created and subscribed. */
+  /**
+   * First login: the Maildir, and Sent, Drafts, Trash and Junk, created and subscribed. Done once
+   * per mailbox per process: a folder the user deletes is not brought back at the next login.
+   */
   async prepare(): Promise<void> {
+    if (this.registry.prepared(this.root)) return;
     for (const d of ['cur', 'new', 'tmp']) await mkdir(join(this.root, d), { recursive: true, mode: 0o700 });
     const subscribed = await this.subscriptions();
     let changed = false;
@@ -170,6 +174,7 @@ export class MailStore {
       changed = true;
     }
     if (changed) await this.saveSubscriptions(subscribed);
+    this.registry.markPrepared(this.root);
   }
 
   open(name: string): Promise<Folder> {
@@ -234,6 +239,18 @@ export class FolderRegistry {
     void folder.saveMemos().finally(() => folder.dropMemos());
     this.idle.set(folder.path, folder);
     if (this.idle.size > this.keepIdle) this.idle.delete(this.idle.keys().next().value!);
+  }
+
+  private readonly ready = new Set<string>();
+
+  /** Whether MailStore.prepare() ran for this Maildir in this process. */
+  prepared(root: string): boolean {
+    return this.ready.has(root);
+  }
+
+  markPrepared(root: string): void {
+    if (this.ready.size >= 100_000) this.ready.clear(); // bounded: preparing again is harmless
+    this.ready.add(root);
   }
 
   /** A folder deleted or renamed: its object must not be reused. */

@@ -148,12 +148,14 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
     if (pending !== null && body === null) continue;
     await folder.complete([entry], { date: wantDate, size: true });
     if (marks && !entry.flags.includes('\\Seen')) await folder.setFlags([uid], 'add', ['\\Seen']);
-    const known = structural ? Object.keys(memo).length : 0;
+    const known = structural ? Object.keys(memo) : [];
     const line = fetchResponse(seq, items, {
       uid, flags: withRecent(entry.flags, sel.recent.has(uid)), size: entry.size ?? 0,
       internalDate: new Date(entry.internalDate ?? 0), modseq: entry.modseq, content: body, memo,
     });
-    if (structural && Object.keys(memo).length !== known) folder.memoChanged(entry, memo);
+    if (structural && Object.keys(memo).length !== known.length) {
+      folder.memoChanged(entry, Object.fromEntries(Object.entries(memo).filter(([key]) => !known.includes(key))));
+    }
     // Batched: one write per ~64 KB of responses, not one per message.
     batch.push(line);
     batched += line.length;
@@ -249,7 +251,7 @@ async function search(session: Session, command: Command, byUid: boolean, args: 
       const memo = folder.memo(entry);
       memo.fields = Object.fromEntries(MEMO_FIELDS.map((f) => [f, headerValues(head, f)]));
       memo.sent = sentDate(head)?.getTime() ?? null;
-      folder.memoChanged(entry, memo);
+      folder.memoChanged(entry, { fields: memo.fields, sent: memo.sent });
     });
     await folder.saveMemos();
   }
