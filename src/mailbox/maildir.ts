@@ -58,7 +58,8 @@ export function deliveryOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-async function names(dir: string): Promise<string[]> {
+/** The file names in a Maildir directory, dot files left out; a directory that does not exist is empty. */
+export async function messageNames(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir)).filter((n) => !n.startsWith('.'));
   } catch (err) {
@@ -67,25 +68,30 @@ async function names(dir: string): Promise<string[]> {
   }
 }
 
+/** LF characters in a message (its size with CRLF line ends is bytes + lines). Pure. */
+export function countLines(data: Buffer): number {
+  let lines = 0;
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) lines++;
+  return lines;
+}
+
 /** Every message of the Maildir, oldest first; a Maildir that does not exist yet is empty. */
 export async function listMailbox(maildir: string): Promise<MailboxMessage[]> {
-  for (const name of await names(join(maildir, 'new'))) {
+  for (const name of await messageNames(join(maildir, 'new'))) {
     // Seen by a reader now: into cur/ with an empty info, as the Maildir specification asks.
     await rename(join(maildir, 'new', name), join(maildir, 'cur', `${name}:2,`)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err; // another reader took it meanwhile
     });
   }
   const out: MailboxMessage[] = [];
-  for (const name of (await names(join(maildir, 'cur'))).sort(deliveryOrder)) {
+  for (const name of (await messageNames(join(maildir, 'cur'))).sort(deliveryOrder)) {
     let { bytes, size } = sizesOf(name);
     if (bytes === null || size === null) {
       // Delivered by another agent without size tags: count once from the file.
       const data = await readFile(join(maildir, 'cur', name)).catch(() => null);
       if (data === null) continue;
-      let lines = 0;
-      for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) lines++;
       bytes = data.length;
-      size = data.length + lines;
+      size = data.length + countLines(data);
     }
     out.push({ uid: uidOf(name), name, bytes, size });
   }

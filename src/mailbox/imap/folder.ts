@@ -4,9 +4,9 @@
 // new/ and cur/. One Folder object per folder per process, shared by every session that has it
 // open (the registry is in mailstore.ts), so sessions see each other's changes at once.
 import { constants, watch, type FSWatcher } from 'node:fs';
-import { appendFile, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { deliveryOrder, sizesOf, uniquePart } from '../maildir.ts';
+import { countLines, deliveryOrder, messageNames, sizesOf, uniquePart } from '../maildir.ts';
 
 /** Maildir info letters ↔ IMAP system flags (letters sorted in ASCII order, as the spec asks). */
 const LETTERS: Readonly<Record<string, string>> = { D: '\\Draft', F: '\\Flagged', R: '\\Answered', S: '\\Seen', T: '\\Deleted' };
@@ -234,7 +234,7 @@ export class Folder {
     if (known === null && curStat.mtimeMs === this.seen.cur && newStat.mtimeMs === this.seen.new) return;
     const trust = (m: number) => (now - m > RACY_MS ? m : -1);
     const fresh = new Set<string>();
-    for (const name of await names(join(this.path, 'new'))) {
+    for (const name of await messageNames(join(this.path, 'new'))) {
       const target = name.includes(':') ? name : `${name}:2,`;
       try {
         await rename(join(this.path, 'new', name), join(this.path, 'cur', target));
@@ -243,7 +243,7 @@ export class Folder {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     }
-    const files = await names(join(this.path, 'cur'));
+    const files = await messageNames(join(this.path, 'cur'));
     const curAfter = fresh.size > 0 ? await stat(join(this.path, 'cur')) : curStat;
     this.seen = { cur: trust(curAfter.mtimeMs), new: trust(newStat.mtimeMs) };
 
@@ -430,10 +430,8 @@ export class Folder {
       if (need.size && (entry.size === null || entry.bytes === null)) {
         const data = await readFile(join(this.path, 'cur', entry.name)).catch(() => null);
         if (data === null) continue;
-        let lines = 0;
-        for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) lines++;
         entry.bytes = data.length;
-        entry.size = data.length + lines;
+        entry.size = data.length + countLines(data);
       }
     }
   }
@@ -513,14 +511,5 @@ export class Folder {
   /** The tmp/ directory messages are written in before adopt(). */
   get tmp(): string {
     return join(this.path, 'tmp');
-  }
-}
-
-async function names(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
   }
 }

@@ -7,6 +7,7 @@ import { type SecureContext, TLSSocket } from 'node:tls';
 import type { LoginResult, Quota } from '../../directory/types.ts';
 import type { Logger } from '../../log.ts';
 import type { Limits } from '../../policy/limits.ts';
+import type { Pop3Options } from '../pop3.ts';
 import { isLoopback } from '../../policy/rules.ts';
 import type { Folder, FolderChange } from './folder.ts';
 import type { FolderRegistry, MailStore } from './mailstore.ts';
@@ -14,14 +15,8 @@ import { CommandReader, type ReadResult } from './parser.ts';
 import type { Command } from './types.ts';
 import { ArgError } from './commands/args.ts';
 
-export interface ImapOptions {
-  readonly hostname: string;
-  /** The mail base: a mailbox outside it is never opened. */
-  readonly mailboxes: string;
-  readonly tls: { key: Buffer; cert: Buffer } | null;
-  readonly implicitTls: boolean;
-  readonly allowPlaintextOnLoopback: boolean;
-  readonly idleTimeoutMs: number;
+/** The POP3 listener's options (hostname, mail base, TLS, plaintext rule, idle timeout), and the APPEND limit. */
+export interface ImapOptions extends Pop3Options {
   /** Largest APPEND literal. */
   readonly maxMessageSize: number;
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { crlfToLf, uniqueName } from '../../../deliver/maildir-file.ts';
 import { checkQuota, limitsOf, parseMaildirsize, readSizeFile, recordChange, scanUsage } from '../../../deliver/quota.ts';
 import { systemFlag } from '../folder.ts';
+import { countLines } from '../../maildir.ts';
 import { nameProblem, patternRegExp, SEPARATOR, SPECIAL_USE } from '../mailstore.ts';
 import { type Handler, type Selected, type Session, updates } from '../session.ts';
 import type { Command, Token } from '../types.ts';
@@ -295,12 +296,6 @@ function enableCondstore(session: Session, value: number): number {
   session.enabled.add('CONDSTORE');
   if (session.selected !== null) session.selected.condstore = true;
   return value;
-}
-
-function countLines(data: Buffer): number {
-  let lines = 0;
-  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) lines++;
-  return lines;
 }
 
 async function writeSynced(file: string, data: Buffer): Promise<void> {
