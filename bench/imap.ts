@@ -391,7 +391,7 @@ let ldapmta: Ldapmta | null = null;
 const ldapmtaConfig = {
     hostname: 'mx1.example.test', localDomains: ['example.test'], spool: join(BENCH, 'spool'), mailboxes: join(BENCH, 'mail'),
     listen: { smtp: '', submission: '', submissions: '', pop3: '', imaps: '', admin: '' },
-    imap: { allowPlaintextAuthOnLoopback: true },
+    imap: { allowPlaintextAuthOnLoopback: true, maxConnectionsPerIp: 10_000 }, // every client is 127.0.0.1
     directory: { urls: [slapd.url], bindDN: slapd.rootDN, bindPassword: slapd.rootPassword, baseDN: BASE },
     cache: { redis: redis.url },
     limits: { authFailuresPerIp: 1_000_000 },

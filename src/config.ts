@@ -199,6 +199,9 @@ export const configSchema = z.strictObject({
     allowPlaintextAuthOnLoopback: z.boolean().default(false),
     /** Idle time (IDLE included) before a session is logged out (RFC 3501 §5.4: at least 30 minutes). */
     idleTimeoutSeconds: z.number().int().min(60).default(1800),
+    /** Connections at once, in all (each IDLE client holds one) and from one address; more get "* BYE [UNAVAILABLE]". */
+    maxConnections: z.number().int().min(1).default(5000),
+    maxConnectionsPerIp: z.number().int().min(1).default(100),
   }).prefault({}),
   limits: z.strictObject({
     /** Failed logins from one client address within authWindowSeconds before it is locked out. */

@@ -106,6 +106,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       servers[name] = await startImap(parseHostPort(address)!, {
         hostname: settled.hostname, mailboxes: settled.mailboxes, tls, implicitTls, maxMessageSize: settled.smtp.maxMessageSize,
         allowPlaintextOnLoopback: settled.imap.allowPlaintextAuthOnLoopback, idleTimeoutMs: settled.imap.idleTimeoutSeconds * 1000,
+        maxConnections: settled.imap.maxConnections, maxConnectionsPerIp: settled.imap.maxConnectionsPerIp,
       }, { authenticate: directory.authenticate, limits, log, registry });
     }
     // validateConfig already refused a non-loopback admin address without a token.

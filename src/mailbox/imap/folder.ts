@@ -3,9 +3,9 @@
 // info suffix (":2,FRS"), and the changes other sessions and deliveries make, found by rescanning
 // new/ and cur/. One Folder object per folder per process, shared by every session that has it
 // open (the registry is in mailstore.ts), so sessions see each other's changes at once.
-import { constants, watch, type FSWatcher } from 'node:fs';
+import { constants, type Stats, watch, type FSWatcher } from 'node:fs';
 import { appendFile, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { countLines, deliveryOrder, messageNames, sizesOf, uniquePart } from '../maildir.ts';
 
 /** Maildir info letters ↔ IMAP system flags (letters sorted in ASCII order, as the spec asks). */
@@ -44,6 +44,12 @@ export interface Entry {
   recent: boolean;
   /** Bumped on every flag change (CONDSTORE-style ordering inside this process). */
   modseq: number;
+}
+
+/** A message whose flags a STORE changed, with the flags it had (read under the folder's lock). */
+export interface FlagChange {
+  readonly entry: Entry;
+  readonly previous: readonly string[];
 }
 
 export interface FolderChange {
@@ -147,7 +153,7 @@ export class Folder {
     const index = text === null ? null : parseIndex(text);
     const known = index?.uids ?? new Map<string, number>();
     if (index === null) {
-      this.uidValidity = Math.floor(Date.now() / 1000);
+      this.uidValidity = await nextUidValidity(this.path);
       this.uidNext = 1;
       await this.rewriteIndex([]);
     } else {
@@ -175,7 +181,7 @@ export class Folder {
       this.syncing = null;
       if (this.again) {
         this.again = false;
-        void this.sync();
+        void this.sync().catch(() => undefined); // nobody waits on this one: a failure must not go unhandled
       }
     });
     return this.syncing;
@@ -222,6 +228,19 @@ export class Folder {
     this.pokeTimer.unref();
   }
 
+  /** The folder was deleted or renamed by someone else: every message is gone for the sessions that have it. */
+  gone = false;
+
+  private vanish(): void {
+    if (this.gone) return;
+    this.gone = true;
+    const expunged = this.entries.map((e) => e.uid);
+    this.entries = [];
+    this.byUid.clear();
+    this.stopWatching();
+    this.emit({ expunged, added: 0, flagged: [] });
+  }
+
   private emit(change: FolderChange): void {
     if (change.expunged.length === 0 && change.added === 0 && change.flagged.length === 0) return;
     for (const listener of this.listeners) listener(change);
@@ -229,7 +248,15 @@ export class Folder {
 
   /** Reads both directories; `known` (unique → uid) is the index when opening, else the entries. */
   private async scan(known: Map<string, number> | null): Promise<void> {
-    const [curStat, newStat] = await Promise.all([stat(join(this.path, 'cur')), stat(join(this.path, 'new'))]);
+    let curStat: Stats;
+    let newStat: Stats;
+    try {
+      [curStat, newStat] = await Promise.all([stat(join(this.path, 'cur')), stat(join(this.path, 'new'))]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || known !== null) throw err;
+      this.vanish();
+      return;
+    }
     const now = Date.now();
     if (known === null && curStat.mtimeMs === this.seen.cur && newStat.mtimeMs === this.seen.new) return;
     const trust = (m: number) => (now - m > RACY_MS ? m : -1);
@@ -437,9 +464,9 @@ export class Folder {
   }
 
   /** Sets, adds or removes system flags; returns the entries whose flags changed. */
-  setFlags(uids: readonly number[], mode: 'set' | 'add' | 'remove', flags: readonly string[]): Promise<Entry[]> {
+  setFlags(uids: readonly number[], mode: 'set' | 'add' | 'remove', flags: readonly string[]): Promise<FlagChange[]> {
     return this.exclusive(async () => {
-      const changed: Entry[] = [];
+      const changed: FlagChange[] = [];
       for (const uid of uids) {
         const entry = this.byUid.get(uid);
         if (entry === undefined) continue;
@@ -452,12 +479,13 @@ export class Folder {
           if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // expunged elsewhere: the next sync says so
           throw err;
         }
+        const previous = entry.flags;
         entry.name = name;
         entry.flags = next;
         entry.modseq = ++this.modseqCounter;
-        changed.push(entry);
+        changed.push({ entry, previous });
       }
-      this.emit({ expunged: [], added: 0, flagged: changed.map((e) => e.uid) });
+      this.emit({ expunged: [], added: 0, flagged: changed.map((c) => c.entry.uid) });
       return changed;
     });
   }
@@ -512,4 +540,22 @@ export class Folder {
   get tmp(): string {
     return join(this.path, 'tmp');
   }
+}
+
+export const UIDVALIDITY_FILE = 'ldapmta-uidvalidity';
+
+/**
+ * A UIDVALIDITY never used before in this Maildir: the current time in seconds, or one more than the
+ * last one given (kept in the Maildir's ldapmta-uidvalidity, as Dovecot keeps dovecot-uidvalidity),
+ * so a folder deleted and made again within a second cannot repeat (UIDVALIDITY, UID) pairs.
+ */
+async function nextUidValidity(folderPath: string): Promise<number> {
+  const root = basename(folderPath).startsWith('.') ? dirname(folderPath) : folderPath;
+  const file = join(root, UIDVALIDITY_FILE);
+  const last = Number((await readFile(file, 'utf8').catch(() => '0')).trim()) || 0;
+  const next = Math.max(Math.floor(Date.now() / 1000), last + 1) % 2 ** 32 || 1;
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${next}\n`, { mode: 0o600 });
+  await rename(tmp, file);
+  return next;
 }

@@ -22,6 +22,8 @@ export function canonicalName(name: string): string {
 /** Why a folder name cannot be used, or null. Pure. */
 export function nameProblem(name: string): string | null {
   if (name === '' || name.length > 200) return 'a folder name must have 1 to 200 characters';
+  // On disk it is ".<name>" (and a child adds to it): a file name has at most 255 bytes.
+  if (Buffer.byteLength(name, 'utf8') > 200) return 'a folder name may have at most 200 bytes';
   if (/[\x00-\x1f\x7f/\\]/.test(name)) return 'a folder name may not contain control characters, "/" or "\\"';
   if (name.startsWith('.') || name.endsWith('.') || name.includes('..')) return 'a folder name may not start or end with "." nor contain ".."';
   if (/[*%]/.test(name)) return 'a folder name may not contain "*" or "%"';
@@ -34,12 +36,35 @@ export function folderPath(root: string, name: string): string {
   return name === 'INBOX' ? root : join(root, `.${name}`);
 }
 
-/** LIST pattern (`*` any, `%` any but the separator) as a RegExp. Pure. */
-export function patternRegExp(reference: string, pattern: string): RegExp {
-  const full = `${reference}${pattern}`;
-  const body = [...full].map((c) => (c === '*' ? '.*' : c === '%' ? '[^.]*' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('');
-  // INBOX matches case-insensitively (RFC 3501 §5.1).
-  return new RegExp(`^(?:${body})$`, /^inbox/i.test(full) ? 'i' : '');
+/**
+ * LIST pattern matching (`*` any characters, `%` any but the separator), INBOX case-insensitively
+ * (RFC 3501 §5.1). A table over name × pattern, so hostile patterns cost at most their length times
+ * the name's, never a backtracking blow-up. Pure.
+ */
+export function patternRegExp(reference: string, pattern: string): { test(name: string): boolean } {
+  const full = `${reference}${pattern}`.replace(/\*+/g, '*');
+  const caseless = /^inbox/i.test(full);
+  const wanted = caseless ? full.toLowerCase() : full;
+  return {
+    test(name: string): boolean {
+      const text = caseless ? name.toLowerCase() : name;
+      // row[j]: the first i characters of text match the first j of the pattern.
+      let row: boolean[] = [true];
+      for (let j = 1; j <= wanted.length; j++) row[j] = row[j - 1]! && (wanted[j - 1] === '*' || wanted[j - 1] === '%');
+      for (let i = 1; i <= text.length; i++) {
+        const next: boolean[] = [false];
+        const c = text[i - 1]!;
+        for (let j = 1; j <= wanted.length; j++) {
+          const p = wanted[j - 1]!;
+          next[j] = p === '*' ? next[j - 1]! || row[j]!
+            : p === '%' ? next[j - 1]! || (row[j]! && c !== SEPARATOR)
+            : row[j - 1]! && p === c;
+        }
+        row = next;
+      }
+      return row[wanted.length]!;
+    },
+  };
 }
 
 export class MailStore {
@@ -206,7 +231,7 @@ async function usage(dir: string): Promise<{ bytes: number; count: number }> {
  * recently closed ones are kept (warm SELECT without reloading the index).
  */
 export class FolderRegistry {
-  private readonly open = new Map<string, { folder: Promise<Folder>; users: number }>();
+  private readonly open = new Map<string, { folder: Promise<Folder>; users: number; object?: Folder }>();
   private readonly idle = new Map<string, Folder>();
 
   constructor(private readonly keepIdle = 100) {}
@@ -215,26 +240,39 @@ export class FolderRegistry {
     const held = this.open.get(path);
     if (held !== undefined) {
       held.users++;
-      const folder = await held.folder;
-      await folder.sync();
-      return folder;
+      try {
+        const folder = await held.folder;
+        await folder.sync();
+        return folder;
+      } catch (err) {
+        if (--held.users === 0 && this.open.get(path) === held) this.open.delete(path);
+        throw err;
+      }
     }
     const parked = this.idle.get(path);
     this.idle.delete(path);
     const loading = parked !== undefined ? parked.sync().then(() => parked) : openFolder(path);
-    const slot = { folder: loading, users: 1 };
+    const slot: { folder: Promise<Folder>; users: number; object?: Folder } = { folder: loading, users: 1 };
     this.open.set(path, slot);
     try {
-      return await loading;
+      slot.object = await loading;
+      return slot.object;
     } catch (err) {
-      if (--slot.users === 0) this.open.delete(path);
+      // Whoever joined meanwhile fails too (they await the same promise): the slot goes now, not at its last user.
+      if (this.open.get(path) === slot) this.open.delete(path);
+      slot.users--;
       throw err;
     }
   }
 
   release(folder: Folder): void {
     const held = this.open.get(folder.path);
-    if (held === undefined || --held.users > 0) return;
+    // A forgotten object (its folder deleted or renamed) has no slot; a new folder at the path has its own.
+    if (held === undefined || (held.object !== undefined && held.object !== folder) || --held.users > 0) return;
+    if (folder.gone) {
+      this.open.delete(folder.path);
+      return;
+    }
     this.open.delete(folder.path);
     void folder.saveMemos().finally(() => folder.dropMemos());
     this.idle.set(folder.path, folder);
@@ -253,9 +291,10 @@ export class FolderRegistry {
     this.ready.add(root);
   }
 
-  /** A folder deleted or renamed: its object must not be reused. */
+  /** A folder deleted or renamed: its object must not be reused (sessions that hold it see it gone at their next sync). */
   forget(path: string): void {
     this.idle.delete(path);
+    this.open.delete(path);
   }
 }
 

@@ -361,7 +361,7 @@ function bad(tag: string | null, text: string): ReadResult {
 export class CommandReader {
   private readonly queue: ByteQueue;
   /** Unparsed input held at most (the caller may not pull while a command runs). */
-  private readonly holdLimit: number;
+  private holdLimit: number;
   /** How far the current line was already searched for its LF. */
   private scanned = 0;
   private cmd: Assembly | null = null;
@@ -370,9 +370,15 @@ export class CommandReader {
   /** Set once the stream is lost: every next() repeats it. */
   private dead: string | null = null;
 
-  constructor(private readonly limits: ReaderLimits) {
+  constructor(private limits: ReaderLimits) {
     this.holdLimit = 2 * limits.maxLineBytes + limits.maxLiteralBytes;
     this.queue = new ByteQueue(this.holdLimit);
+  }
+
+  /** A new literal limit (small before login, the message size limit after it); applies to commands read from now on. */
+  limitLiterals(maxLiteralBytes: number): void {
+    this.limits = { ...this.limits, maxLiteralBytes };
+    this.holdLimit = 2 * this.limits.maxLineBytes + maxLiteralBytes;
   }
 
   /** Buffers bytes as they arrive (bytes of a literal being skipped are dropped at once). */

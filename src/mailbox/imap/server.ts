@@ -8,6 +8,7 @@ import type { LoginResult } from '../../directory/types.ts';
 import { listenOn } from '../../listen/bind.ts';
 import type { Logger } from '../../log.ts';
 import type { Limits } from '../../policy/limits.ts';
+import { plainIp } from '../../policy/rules.ts';
 import { connectionCommands } from './commands/connection.ts';
 import { folderCommands } from './commands/folders.ts';
 import { messageCommands } from './commands/messages.ts';
@@ -38,9 +39,24 @@ export async function startImap(where: HostPort, options: ImapOptions, deps: Ima
   const sockets = new Set<Socket>();
   let count = 0;
 
+  const perIp = new Map<string, number>();
   const handle = (socket: Socket) => {
+    const ip = plainIp(socket.remoteAddress ?? '');
+    const fromIp = perIp.get(ip) ?? 0;
+    if (sockets.size >= options.maxConnections || fromIp >= options.maxConnectionsPerIp) {
+      log.warn({ ip, connections: sockets.size, fromIp }, 'imap connection refused: too many connections');
+      socket.on('error', () => undefined);
+      socket.end('* BYE [UNAVAILABLE] too many connections, try again later\r\n');
+      return;
+    }
+    perIp.set(ip, fromIp + 1);
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left === 0) perIp.delete(ip);
+      else perIp.set(ip, left);
+    });
     const session = new Session(socket, `i${(++count).toString(36)}`, options, { ...deps, log }, context, COMMANDS);
     sessions.add(session);
     void session.run().catch((err: unknown) => {

@@ -14,11 +14,20 @@ import type { FolderRegistry, MailStore } from './mailstore.ts';
 import { CommandReader, type ReadResult } from './parser.ts';
 import type { Command } from './types.ts';
 import { ArgError } from './commands/args.ts';
+import { MailError } from '../../mail.ts';
+
+/** File-system failures that pass (full disk, too many open files, I/O error). */
+function isTemporaryIo(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EMFILE' || code === 'ENFILE' || code === 'EIO' || code === 'EAGAIN';
+}
 
 /** The POP3 listener's options (hostname, mail base, TLS, plaintext rule, idle timeout), and the APPEND limit. */
 export interface ImapOptions extends Pop3Options {
   /** Largest APPEND literal. */
   readonly maxMessageSize: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerIp: number;
 }
 
 export interface ImapDeps {
@@ -59,6 +68,7 @@ export interface Handler {
 }
 
 const NONE: ReadonlySet<number> = new Set();
+const PRE_LOGIN_LITERAL = 8192;
 
 /** Commands during which EXPUNGE responses may not be sent (RFC 3501 §7.4.1). */
 const NO_EXPUNGE = new Set(['FETCH', 'STORE', 'SEARCH']);
@@ -91,7 +101,8 @@ export class Session {
     this.socket = raw;
     this.secure = options.implicitTls;
     this.log = deps.log.child({ sessionId: id, ip: raw.remoteAddress ?? '' });
-    this.reader = new CommandReader({ maxLineBytes: 65_536, maxLiteralBytes: options.maxMessageSize, maxDepth: 16 });
+    // Before login a literal can only be a name or a password: 8 KiB (the message size limit comes with the login).
+    this.reader = new CommandReader({ maxLineBytes: 65_536, maxLiteralBytes: PRE_LOGIN_LITERAL, maxDepth: 16 });
     this.attach(raw);
   }
 
@@ -250,6 +261,12 @@ export class Session {
     } catch (err) {
       if (err instanceof ArgError) {
         this.send(`${command.tag} BAD ${err.message}`);
+        return;
+      }
+      if (err instanceof MailError || isTemporaryIo(err)) {
+        // Directory, disk or file-system trouble: temporary (habit 2), the client may try again.
+        this.log.warn({ command: command.name, err: (err as Error).message }, 'imap command failed, temporary');
+        this.send(`${command.tag} NO [UNAVAILABLE] ${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'the disk is full' : 'temporary failure'}, try again later`);
         return;
       }
       this.log.error({ command: command.name, err: (err as Error).message }, 'imap command failed');

@@ -144,6 +144,7 @@ async function login(session: Session, command: Command, name: string, password:
     return;
   }
   session.user = { login: result.login, root: result.mailbox, quota: result.quota ?? null };
+  session.reader.limitLiterals(session.options.maxMessageSize);
   session.store = store;
   session.state = 'authenticated';
   session.log.info({ login: result.login, tls: session.secure }, 'imap login');

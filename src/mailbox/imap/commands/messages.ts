@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { uniqueName } from '../../../deliver/maildir-file.ts';
 import { checkQuota, recordChange } from '../../../deliver/quota.ts';
 import { fetchResponse, type FetchItem, needsOf, parseFetchItems, setsSeen } from '../fetch.ts';
-import type { Entry, Folder } from '../folder.ts';
+import type { Entry, FlagChange, Folder } from '../folder.ts';
 import { systemFlag } from '../folder.ts';
 import { nameProblem } from '../mailstore.ts';
 import { headerValues, searchText, sentDate } from '../mime.ts';
@@ -20,16 +20,18 @@ import { ArgError, atom, flags as flagArgs, folderName } from './args.ts';
 const SELECTED = ['selected'] as const;
 /** Message files read ahead of the one being answered in a FETCH. */
 const READ_AHEAD = 8;
+/** Messages larger than this are not read ahead. */
+const READ_AHEAD_MAX_BYTES = 512 * 1024;
 
 /** Maildir++ quota leaves \Deleted (T) messages out: flagging one subtracts it, unflagging adds it back. */
-async function recordDeletedToggles(session: Session, folder: Folder, changed: readonly Entry[], before: ReadonlyMap<number, boolean>): Promise<void> {
+async function recordDeletedToggles(session: Session, folder: Folder, changes: readonly FlagChange[]): Promise<void> {
   if (!folder.inQuota) return;
-  await folder.complete(changed, { date: false, size: true });
+  await folder.complete(changes.map((c) => c.entry), { date: false, size: true });
   let bytes = 0;
   let count = 0;
-  for (const entry of changed) {
+  for (const { entry, previous } of changes) {
     const deleted = entry.flags.includes('\\Deleted');
-    if (deleted === before.get(entry.uid)) continue;
+    if (deleted === previous.includes('\\Deleted')) continue;
     bytes += (deleted ? -1 : 1) * (entry.bytes ?? 0);
     count += deleted ? -1 : 1;
   }
@@ -135,11 +137,15 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
   const load = (k: number) => {
     const next = chosen[k];
     if (next === undefined || loads[k] !== undefined) return;
+    // Large messages are read only when their turn comes: at most a few MB held ahead.
+    if (k !== current && (next.entry.bytes ?? Infinity) > READ_AHEAD_MAX_BYTES) return;
     const need = needsOf(items, next.memo);
     loads[k] = need === 'none' ? null : content(folder, next.entry, need);
     loads[k]?.catch(() => undefined); // awaited below; an early failure must not go unhandled
   };
+  let current = 0;
   for (let k = 0; k < chosen.length; k++) {
+    current = k;
     for (let ahead = k; ahead < k + READ_AHEAD; ahead++) load(ahead);
     const { seq, uid, entry, memo } = chosen[k]!;
     const pending = loads[k]!;
@@ -203,10 +209,9 @@ async function store(session: Session, command: Command, byUid: boolean, args: r
   const modified = unchangedSince === null ? [] : all.filter(([, uid]) => (folder.byUid.get(uid)?.modseq ?? 0) > unchangedSince!);
   const skipped = new Set(modified.map(([, uid]) => uid));
   const chosen = all.filter(([, uid]) => !skipped.has(uid));
-  const before = new Map(chosen.map(([, uid]) => [uid, folder.byUid.get(uid)?.flags.includes('\\Deleted') ?? false]));
-  const changedEntries = await folder.setFlags(chosen.map(([, uid]) => uid), mode, kept);
-  const changed = new Set(changedEntries.map((e) => e.uid));
-  await recordDeletedToggles(session, folder, changedEntries, before);
+  const flagChanges = await folder.setFlags(chosen.map(([, uid]) => uid), mode, kept);
+  const changed = new Set(flagChanges.map((c) => c.entry.uid));
+  await recordDeletedToggles(session, folder, flagChanges);
   const lines: string[] = [];
   for (const [seq, uid] of chosen) {
     const entry = folder.byUid.get(uid);
@@ -362,11 +367,18 @@ async function copy(session: Session, command: Command, byUid: boolean, args: re
   }
   const target = await st.open(name);
   // Maildir++ quota: what the copies add where they land, less (MOVE) what leaves a counted folder.
-  const sum = (folder: Folder) => chosen.filter((e) => folder.counts(e.flags)).reduce((n, e) => ({ bytes: n.bytes + (e.bytes ?? 0), count: n.count + 1 }), { bytes: 0, count: 0 });
-  const added = sum(target);
-  const left = move ? sum(source) : { bytes: 0, count: 0 };
+  const sum = (folder: Folder, entries: readonly Entry[]) => entries.filter((e) => folder.counts(e.flags)).reduce((n, e) => ({ bytes: n.bytes + (e.bytes ?? 0), count: n.count + 1 }), { bytes: 0, count: 0 });
+  const added = sum(target, chosen);
+  const left = move ? sum(source, chosen) : { bytes: 0, count: 0 };
   const delta = { bytes: added.bytes - left.bytes, count: added.count - left.count };
-  if (delta.bytes > 0 && user.quota !== null && (await checkQuota(user.root, user.quota, delta.bytes)) === 'over') {
+  let over: boolean;
+  try {
+    over = delta.bytes > 0 && user.quota !== null && (await checkQuota(user.root, user.quota, delta.bytes)) === 'over';
+  } catch (err) {
+    st.release(target);
+    throw err;
+  }
+  if (over) {
     st.release(target);
     session.send(`${command.tag} NO [OVERQUOTA] the mailbox is full`);
     return;
@@ -395,8 +407,13 @@ async function copy(session: Session, command: Command, byUid: boolean, args: re
     }
   } finally {
     st.release(target);
+    // What was copied or moved counts, also when a later message failed (gone meanwhile, disk full).
+    const moved = new Set(from);
+    const done = chosen.filter((e) => moved.has(e.uid));
+    const add = sum(target, done);
+    const sub = move ? sum(source, done) : { bytes: 0, count: 0 };
+    if (add.count !== sub.count || add.bytes !== sub.bytes) await recordChange(user.root, add.bytes - sub.bytes, add.count - sub.count);
   }
-  if (delta.bytes !== 0 || delta.count !== 0) await recordChange(user.root, delta.bytes, delta.count);
   if (move) await source.sync(true);
   const code = from.length === 0 ? '' : `[COPYUID ${target.uidValidity} ${compress(from)} ${compress(to)}] `;
   if (move && code !== '') session.send(`* OK ${code}moved`);
