@@ -147,5 +147,24 @@ test('more connections from one address than imap.maxConnectionsPerIp get * BYE 
     again.close();
   } finally {
     for (const c of open) c.close();
+    // The next test connects from the same address: let the server see these go first.
+    for (const c of open) await c.waitClosed();
+    await new Promise((r) => setTimeout(r, 200));
+  }
+});
+
+test('CREATE with a trailing separator makes the folder; LSUB lists a subscribed folder that is gone as \\Noselect', async () => {
+  const c = await login();
+  try {
+    assert.match((await c.command('s1 CREATE Parent.')).tagged, /^s1 OK/);
+    const listed = await c.command('s2 LIST "" Parent');
+    assert.ok(listed.untagged.some((l) => l.endsWith('"." Parent')), listed.untagged.join('\n'));
+    assert.match((await c.command('s3 SUBSCRIBE Parent')).tagged, /OK/);
+    assert.match((await c.command('s4 DELETE Parent')).tagged, /OK/);
+    assert.match((await c.command('s5 SUBSCRIBE Ghost')).tagged, /OK/);
+    const lsub = await c.command('s6 LSUB "" Ghost');
+    assert.deepEqual(lsub.untagged, ['* LSUB (\\Noselect) "." Ghost']);
+  } finally {
+    c.close();
   }
 });

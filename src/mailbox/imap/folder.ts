@@ -494,6 +494,7 @@ export class Folder {
   expunge(uids: readonly number[]): Promise<{ uids: number[]; bytes: number }> {
     return this.exclusive(async () => {
       const gone: number[] = [];
+      let lost = false;
       let bytes = 0;
       for (const uid of uids) {
         const entry = this.byUid.get(uid);
@@ -504,6 +505,9 @@ export class Folder {
           bytes += size;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          // Renamed by another program (a flag change) or removed: the rescan below says which; not told as expunged here.
+          lost = true;
+          continue;
         }
         gone.push(uid);
         this.byUid.delete(uid);
@@ -512,6 +516,10 @@ export class Folder {
       const removed = new Set(gone);
       this.entries = this.entries.filter((e) => !removed.has(e.uid));
       this.emit({ expunged: gone, added: 0, flagged: [] });
+      if (lost) {
+        this.seen = { cur: -1, new: -1 };
+        await this.scan(null);
+      }
       return { uids: gone, bytes };
     });
   }

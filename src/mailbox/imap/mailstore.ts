@@ -118,7 +118,7 @@ export class MailStore {
   }
 
   /** Renames a folder and its children; INBOX is special (its messages move, it stays). */
-  async rename(from: string, to: string): Promise<'ok' | 'missing' | 'exists'> {
+  async rename(from: string, to: string): Promise<'ok' | 'missing' | 'exists' | 'invalid'> {
     if (!(await this.exists(from))) return 'missing';
     if (await this.exists(to)) return 'exists';
     if (from === 'INBOX') {
@@ -139,6 +139,8 @@ export class MailStore {
     const parent = to.split(SEPARATOR).slice(0, -1).join(SEPARATOR);
     if (parent !== '' && parent !== 'INBOX') await this.create(parent);
     const moving = (await this.folders()).filter((f) => f === from || f.startsWith(`${from}${SEPARATOR}`));
+    // Every new name must be usable before anything moves: no half-renamed tree.
+    if (moving.some((name) => nameProblem(`${to}${name.slice(from.length)}`) !== null)) return 'invalid';
     for (const name of moving) {
       const next = `${to}${name.slice(from.length)}`;
       await rename(folderPath(this.root, name), folderPath(this.root, next));

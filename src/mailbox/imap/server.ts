@@ -47,6 +47,7 @@ export async function startImap(where: HostPort, options: ImapOptions, deps: Ima
       log.warn({ ip, connections: sockets.size, fromIp }, 'imap connection refused: too many connections');
       socket.on('error', () => undefined);
       socket.end('* BYE [UNAVAILABLE] too many connections, try again later\r\n');
+      setTimeout(() => socket.destroy(), 2000).unref(); // a client that never closes its side must not hold close()
       return;
     }
     perIp.set(ip, fromIp + 1);

@@ -86,9 +86,11 @@ async function list(session: Session, command: Command, lsub: boolean): Promise<
   const subscribed = await store.subscriptions();
   const match = patternRegExp(reference, pattern);
   const lines: string[] = [];
-  for (const name of lsub ? [...subscribed].filter((n) => all.includes(n)) : all) {
+  for (const name of lsub ? [...subscribed].sort() : all) {
     if (!match.test(name)) continue;
-    lines.push(`* ${lsub ? 'LSUB' : 'LIST'} (${attributes(name, all, lsub ? null : subscribed)}) "${SEPARATOR}" ${astring(name)}`);
+    // A subscribed folder that no longer exists is still listed by LSUB, as \Noselect (RFC 3501 §6.3.9).
+    const attrs = lsub && !all.includes(name) ? '\\Noselect' : attributes(name, all, lsub ? null : subscribed);
+    lines.push(`* ${lsub ? 'LSUB' : 'LIST'} (${attrs}) "${SEPARATOR}" ${astring(name)}`);
   }
   session.sendAll(lines);
   session.send(`${command.tag} OK ${command.name} completed`);
@@ -112,7 +114,9 @@ export const folderCommands: Record<string, Handler> = {
   CREATE: {
     states: LOGGED_IN,
     async run(session, command) {
-      const name = checkedName(command, command.args[0]).replace(/\.$/, '');
+      // RFC 3501 §6.3.3: a trailing separator says the name will have children; the folder is made without it.
+      const sent = text(command.args[0], 'the folder name');
+      const name = checkedName(command, { type: 'atom', value: sent.endsWith(SEPARATOR) ? sent.slice(0, -1) : sent });
       if (name === 'INBOX' || !(await session.store!.create(name))) {
         session.send(`${command.tag} NO [ALREADYEXISTS] ${astring(name)} exists already`);
         return;
@@ -148,6 +152,7 @@ export const folderCommands: Record<string, Handler> = {
       const outcome = await session.store!.rename(from, to);
       session.send(outcome === 'ok' ? `${command.tag} OK RENAME completed`
         : outcome === 'missing' ? `${command.tag} NO [NONEXISTENT] no such folder`
+        : outcome === 'invalid' ? `${command.tag} NO [CANNOT] a subfolder's new name would be too long`
         : `${command.tag} NO [ALREADYEXISTS] ${astring(to)} exists already`);
     },
   },
