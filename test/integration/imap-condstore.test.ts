@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ImapFlow } from 'imapflow';
 import { flow, type ImapRaw, type ImapReply, rawLogin } from '../harness/imap.ts';
+import { curName, curNames, folderDir, listDir, maildirsize, sizeTag, uniqueOf } from '../harness/maildir.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { REPO_ROOT, sshaHash, startSlapd, type Slapd } from '../harness/slapd.ts';
 import { marker, sendOnce, simpleMessage, waitFor } from '../fixtures/smtp-helpers.ts';
@@ -47,10 +48,6 @@ interface Stored {
   readonly unique: string;
 }
 
-const uniqueOf = (name: string) => name.split(':')[0]!.split(',')[0]!;
-const sizeTag = (name: string) => Number(/,S=(\d+)/.exec(name.split(':')[0]!)?.[1] ?? NaN);
-const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')).sort() : []);
-const folderDir = (maildir: string, folder: string) => (folder === 'INBOX' ? maildir : join(maildir, `.${folder}`));
 
 /** The message whose bytes contain `mark`, in new/ or cur/; waits for the delivery. */
 async function waitForStored(maildir: string, mark: string): Promise<Stored> {
@@ -83,27 +80,8 @@ async function deliverSimple(server: TestServer, user: string, prefix: string, b
   return { ...(await deliver(server, user, simpleMessage(subject, body), subject, maildir)), subject };
 }
 
-/** The current names in cur/ of a folder with this unique part. */
-const curNames = (maildir: string, folder: string, unique: string) => listDir(join(folderDir(maildir, folder), 'cur')).filter((n) => uniqueOf(n) === unique);
 
-function curName(maildir: string, folder: string, unique: string): string {
-  const names = curNames(maildir, folder, unique);
-  assert.equal(names.length, 1, `one file for ${unique} in ${folder}/cur: ${JSON.stringify(listDir(join(folderDir(maildir, folder), 'cur')))}`);
-  return names[0]!;
-}
 
-/** maildirsize: its lines and the sums of the usage lines (every line after the first). */
-function maildirsize(maildir: string): { lines: string[]; bytes: number; count: number } {
-  const lines = readFileSync(join(maildir, 'maildirsize'), 'utf8').split('\n').filter((l) => l !== '');
-  let bytes = 0;
-  let count = 0;
-  for (const line of lines.slice(1)) {
-    const [b, c] = line.trim().split(/\s+/).map(Number);
-    bytes += b!;
-    count += c!;
-  }
-  return { lines, bytes, count };
-}
 
 /**
  * The usage counted afresh as the Maildir++ reference counts it: every message in new/ and cur/ of the

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ImapFlow, StatusObject, StatusQuery } from 'imapflow';
 import { flow, type ImapRaw, imaplib, rawLogin } from '../harness/imap.ts';
+import { curName, curNames, folderDir, listDir, maildirsize, sizeTag, type Stored, uniqueOf, waitForStored } from '../harness/maildir.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { sleep } from '../harness/ports.ts';
 import { REPO_ROOT, sshaHash, startSlapd, type Slapd } from '../harness/slapd.ts';
@@ -38,41 +39,10 @@ function usersLdif(): string {
 
 // ---- messages and Maildir files -----------------------------------------------------------------
 
-interface Stored {
-  /** new/ or cur/ when found. */
-  readonly sub: string;
-  readonly name: string;
-  /** The unique part of the name (before "," and ":"). */
-  readonly unique: string;
-  /** The file's bytes as latin1 (one char per byte), LF line ends. */
-  readonly text: string;
-}
 
-const uniqueOf = (name: string) => name.split(':')[0]!.split(',')[0]!;
-const sizeTag = (name: string, tag: 'S' | 'W') => Number(new RegExp(`,${tag}=(\\d+)`).exec(name)?.[1] ?? NaN);
 /** The stored (LF) bytes as a client sees them: CRLF line ends. */
 const wire = (text: string) => Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1');
-const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')).sort() : []);
-/** The Maildir++ directory of a folder. */
-const folderDir = (maildir: string, folder: string) => (folder === 'INBOX' ? maildir : join(maildir, `.${folder}`));
 
-/** The message whose bytes contain `mark`, in new/ or cur/ of the folder; waits for the delivery. */
-async function waitForStored(maildir: string, mark: string, timeoutMs = 10_000): Promise<Stored> {
-  return waitFor(`a message with ${mark} in ${maildir}`, async () => {
-    for (const sub of ['new', 'cur']) {
-      for (const name of listDir(join(maildir, sub))) {
-        let text: string;
-        try {
-          text = readFileSync(join(maildir, sub, name), 'latin1');
-        } catch {
-          continue; // moved from new/ to cur/ meanwhile: found on the next round
-        }
-        if (text.includes(mark)) return { sub, name, unique: uniqueOf(name), text };
-      }
-    }
-    return null;
-  }, timeoutMs);
-}
 
 /** Delivers `data` (ending in CRLF.CRLF) to <user>@example.org over SMTP and waits for its file. */
 async function deliver(server: TestServer, user: string, data: string | Buffer, mark: string): Promise<Stored> {
@@ -87,28 +57,8 @@ async function deliverSimple(server: TestServer, user: string, prefix: string, b
   return { ...(await deliver(server, user, simpleMessage(subject, body, headers), subject)), subject };
 }
 
-/** The current names in cur/ of a folder whose unique part is `unique`. */
-const curNames = (maildir: string, folder: string, unique: string) => listDir(join(folderDir(maildir, folder), 'cur')).filter((n) => uniqueOf(n) === unique);
 
-/** The single cur/ name of a message (asserts there is exactly one). */
-function curName(maildir: string, folder: string, unique: string): string {
-  const names = curNames(maildir, folder, unique);
-  assert.equal(names.length, 1, `one file for ${unique} in ${folder}/cur: ${JSON.stringify(listDir(join(folderDir(maildir, folder), 'cur')))}`);
-  return names[0]!;
-}
 
-/** maildirsize: its lines and the sums of the usage lines. */
-function maildirsize(maildir: string): { lines: string[]; bytes: number; count: number } {
-  const lines = readFileSync(join(maildir, 'maildirsize'), 'utf8').split('\n').filter((l) => l !== '');
-  let bytes = 0;
-  let count = 0;
-  for (const line of lines.slice(1)) {
-    const [b, c] = line.trim().split(/\s+/).map(Number);
-    bytes += b!;
-    count += c!;
-  }
-  return { lines, bytes, count };
-}
 
 /** The header of ldapmta-uidlist: uidvalidity and uidnext. */
 function uidlistHeader(dir: string): { uidValidity: number; uidNext: number } {

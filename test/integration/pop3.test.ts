@@ -9,6 +9,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import { listDir, maildirsize, sizeTag, uniqueOf } from '../harness/maildir.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { sleep } from '../harness/ports.ts';
 import { REPO_ROOT, startSlapd, type Slapd } from '../harness/slapd.ts';
@@ -219,25 +220,9 @@ async function deliver(server: TestServer, user: string, subject: string, body =
   return stored!;
 }
 
-/** The Maildir unique name part, as UIDL should give it. */
-const uniqueOf = (name: string) => name.split(':')[0]!.split(',')[0]!;
-const sizeTag = (name: string, tag: 'S' | 'W') => Number(new RegExp(`,${tag}=(\\d+)`).exec(name)?.[1] ?? NaN);
 /** The stored (LF) text as a client sees it: CRLF line ends. */
 const wire = (text: string) => text.replace(/\n/g, '\r\n');
-const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')).sort() : []);
 
-/** maildirsize: its lines and the sums of the usage lines. */
-function maildirsize(maildir: string): { lines: string[]; bytes: number; count: number } {
-  const lines = readFileSync(join(maildir, 'maildirsize'), 'utf8').split('\n').filter((l) => l !== '');
-  let bytes = 0;
-  let count = 0;
-  for (const line of lines.slice(1)) {
-    const [b, c] = line.trim().split(/\s+/).map(Number);
-    bytes += b!;
-    count += c!;
-  }
-  return { lines, bytes, count };
-}
 
 describe('pop3', () => {
   let slapd: Slapd;
