@@ -1,6 +1,7 @@
 // Remembers who got an auto-reply, so each sender gets at most one per period: in Redis when the
-// cache has one (shared by every node), else one small file per key under a directory of the spool.
-import { mkdir, open, stat, utimes } from 'node:fs/promises';
+// cache has one (shared by every node, expiring by itself), else one small file per key under a
+// directory of the spool, expired files swept a directory at a time as claims come in.
+import { mkdir, open, readdir, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CacheConfig } from '../config.ts';
 import { connectRedis } from '../directory/cache.ts';
@@ -12,10 +13,36 @@ export interface ReplyMemory {
   close(): Promise<void>;
 }
 
+/** Claims between two sweeps of one fan-out directory: all 256 are swept every 256 × this many claims. */
+export const SWEEP_EVERY = 64;
+
+/**
+ * Removes the files of one fan-out directory older than `periodMs`: a claim would succeed for them
+ * anyway, so they only take space. Returns how many went. Best effort.
+ */
+export async function sweepReplyDir(sub: string, periodMs: number, now: number): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(sub).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{64}$/.test(name)) continue;
+    const file = join(sub, name);
+    const info = await stat(file).catch(() => null);
+    if (info === null || !info.isFile() || now - info.mtimeMs < periodMs) continue;
+    await unlink(file).then(() => removed++, () => undefined);
+  }
+  return removed;
+}
+
 export function diskReplyMemory(dir: string, clock: () => number = Date.now): ReplyMemory {
   let made: Promise<unknown> | null = null;
+  let claims = 0;
+  let nextSweep = 0;
   return {
     async claim(key, periodMs) {
+      // Every SWEEP_EVERY claims, one of the 256 fan-out directories loses its expired files (in turn).
+      if (++claims % SWEEP_EVERY === 0) {
+        const sub = join(dir, (nextSweep++ % 256).toString(16).padStart(2, '0'));
+        void sweepReplyDir(sub, periodMs, clock()).catch(() => undefined);
+      }
       if (!/^[0-9a-f]{64}$/.test(key)) throw new Error('reply memory keys are sha256 hex');
       made ??= mkdir(dir, { recursive: true, mode: 0o700 });
       await made;

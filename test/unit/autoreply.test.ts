@@ -1,6 +1,11 @@
-// The auto-reply rules (route/autoreply.ts), one line each, and the reply's format.
+// The auto-reply rules (route/autoreply.ts), one line each, the reply's format, and the disk memory's sweep.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { diskReplyMemory, SWEEP_EVERY, sweepReplyDir } from '../../src/deliver/reply-memory.ts';
+import { waitFor } from '../fixtures/smtp-helpers.ts';
 import { composeReply, replyKey, whyNoReply } from '../../src/route/autoreply.ts';
 import { parseAddress } from '../../src/mail.ts';
 
@@ -72,4 +77,23 @@ test('the address the mail was sent to counts as addressed (an extension address
     fields: new Map([['to', ['Erin <erin-lists@example.org>']]]), onlyWhenAddressed: true,
   });
   assert.equal(why, null);
+});
+
+test('disk reply memory: files older than the period are swept a fan-out directory at a time, younger ones kept', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'reply-memory-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let now = 1_000_000_000_000;
+  const memory = diskReplyMemory(dir, () => now);
+  const day = 86_400_000;
+  const key = (n: number) => `00${n.toString(16).padStart(62, '0')}`;
+  assert.equal(await memory.claim(key(1), day), true);
+  assert.equal(await memory.claim(key(1), day), false, 'remembered within the period');
+  now += 2 * day;
+  assert.equal(await memory.claim(key(2), day), true);
+  assert.equal(await sweepReplyDir(join(dir, '00'), day, now), 1, 'the expired one goes');
+  assert.deepEqual(readdirSync(join(dir, '00')), [key(2)]);
+  // Claims trigger the sweep on their own: directory "00" comes first, after SWEEP_EVERY claims.
+  now += 2 * day;
+  for (let i = 0; i < SWEEP_EVERY; i++) await memory.claim(`ff${i.toString(16).padStart(62, '0')}`, day);
+  await waitFor('the sweep of 00', async () => (readdirSync(join(dir, '00')).length === 0 ? true : null), 2000);
 });
