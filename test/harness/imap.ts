@@ -2,10 +2,8 @@
 // literals kept inline, STARTTLS on the same connection), Python's imaplib run as a child process,
 // and an imapflow client with the test defaults. Talks to the server over its sockets only.
 import { execFile } from 'node:child_process';
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
-import { sleep } from './ports.ts';
+import { connectRaw, RawConnection } from './raw-connection.ts';
 
 // ---- a raw IMAP client --------------------------------------------------------------------------
 
@@ -17,47 +15,10 @@ export interface ImapReply {
 }
 
 /** Exact bytes out (latin1), whole responses in: a response ending in {n} takes its n bytes and the rest of its line. */
-export class ImapRaw {
-  private buffer = '';
-  private closed = false;
-  private wake: (() => void) | null = null;
-
-  private constructor(private socket: Socket) {
-    this.attach(socket);
-  }
-
+export class ImapRaw extends RawConnection {
   /** Connects (implicit TLS when `tls`); the greeting is left unread. */
   static async open(port: number, options: { tls?: boolean; localAddress?: string } = {}): Promise<ImapRaw> {
-    const where = { host: '127.0.0.1', port, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) };
-    const socket = options.tls ? tlsConnect({ ...where, rejectUnauthorized: false }) : netConnect(where);
-    await new Promise<void>((resolve, reject) => socket.once(options.tls ? 'secureConnect' : 'connect', resolve).once('error', reject));
-    return new ImapRaw(socket);
-  }
-
-  private attach(s: Socket): void {
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      this.buffer += d;
-      this.wake?.();
-    });
-    s.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-    s.on('error', () => undefined);
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
-  /** What arrived and was not read yet. */
-  get unread(): string {
-    return this.buffer;
-  }
-
-  write(bytes: string | Buffer): void {
-    this.socket.write(typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes);
+    return new ImapRaw(await connectRaw(port, options));
   }
 
   /** One complete response from the buffer, or null. */
@@ -78,23 +39,8 @@ export class ImapRaw {
   }
 
   /** The next whole response (untagged, continuation or tagged), without its final CRLF. */
-  async response(timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const response = this.take();
-      if (response !== null) return response;
-      if (this.closed) throw new Error(`connection closed while waiting for a response; unread: ${JSON.stringify(this.buffer.slice(0, 2000))}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no response within ${timeoutMs} ms; unread: ${JSON.stringify(this.buffer.slice(0, 2000))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
+  response(timeoutMs = 5000): Promise<string> {
+    return this.waitFor('a response', () => this.take(), timeoutMs);
   }
 
   /** Reads responses until the one tagged `tag`. */
@@ -111,28 +57,6 @@ export class ImapRaw {
   async command(line: string, timeoutMs = 5000): Promise<ImapReply> {
     this.write(`${line}\r\n`);
     return this.until(line.slice(0, line.indexOf(' ')), timeoutMs);
-  }
-
-  /** After "OK" to STARTTLS: the TLS handshake on this TCP connection. */
-  async startTls(): Promise<void> {
-    const raw = this.socket;
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('close');
-    const secure = tlsConnect({ socket: raw, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
-    this.socket = secure;
-    this.attach(secure);
-  }
-
-  /** True once the server closed the connection, false when it is still open after `timeoutMs`. */
-  async waitClosed(timeoutMs = 3000): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed && Date.now() < deadline) await sleep(20);
-    return this.closed;
-  }
-
-  close(): void {
-    this.socket.destroy();
   }
 }
 
@@ -182,6 +106,14 @@ export async function flow(port: number, user: string, pass: string, options: Pa
   client.on('error', () => undefined); // a socket error must not crash the test process; the pending call fails
   await client.connect();
   return client;
+}
+
+/** Logs out politely; a client already closed is just closed. */
+export async function done(...clients: (ImapFlow | undefined)[]): Promise<void> {
+  for (const c of clients) {
+    if (c === undefined) continue;
+    await c.logout().catch(() => c.close());
+  }
 }
 
 // ---- Python's imaplib ---------------------------------------------------------------------------

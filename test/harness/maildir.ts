@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { waitFor } from '../fixtures/smtp-helpers.ts';
+import { marker, sendOnce, simpleMessage, waitFor } from '../fixtures/smtp-helpers.ts';
+import type { TestServer } from './ldapmta.ts';
 
 /** The unique part of a Maildir file name (before "," and ":"). */
 export const uniqueOf = (name: string): string => name.split(':')[0]!.split(',')[0]!;
@@ -62,4 +63,49 @@ export async function waitForStored(maildir: string, mark: string, timeoutMs = 1
     }
     return null;
   }, timeoutMs);
+}
+
+/**
+ * The usage counted afresh as the Maildir++ reference counts it: every message in new/ and cur/ of the
+ * Maildir and of its .Folders except .Trash, leaving out names whose info has T (\\Deleted); sizes from S=.
+ */
+export function recount(maildir: string): { bytes: number; count: number } {
+  const folders = readdirSync(maildir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && e.name.startsWith('.') && e.name !== '.Trash')
+    .map((e) => join(maildir, e.name));
+  let bytes = 0;
+  let count = 0;
+  for (const root of [maildir, ...folders]) {
+    for (const sub of ['new', 'cur']) {
+      for (const name of listDir(join(root, sub))) {
+        const at = name.indexOf(':2,');
+        if (at !== -1 && name.slice(at + 3).includes('T')) continue;
+        const size = sizeTag(name);
+        assert.ok(Number.isFinite(size), `S= in ${join(root, sub, name)}`);
+        bytes += size;
+        count++;
+      }
+    }
+  }
+  return { bytes, count };
+}
+
+/**
+ * Delivers `data` (ending in CRLF.CRLF) to <user>@example.org over SMTP and waits for its file, and,
+ * where the Maildir has a maildirsize, for the line delivery appends just after the file lands.
+ */
+export async function deliverTo(server: TestServer, user: string, data: string | Buffer, mark: string, maildir = server.maildir(user)): Promise<Stored> {
+  const result = await sendOnce(server.smtpPort, 'sender@outside.test', [`${user}@example.org`], data);
+  assert.equal(result.end?.code, 250, `SMTP delivery to ${user}: ${JSON.stringify(result.end?.raw ?? result)}`);
+  const stored = await waitForStored(maildir, mark);
+  if (existsSync(join(maildir, 'maildirsize'))) {
+    await waitFor('the delivery counted in maildirsize', async () => (maildirsize(maildir).count >= recount(maildir).count ? true : null), 5000);
+  }
+  return stored;
+}
+
+/** A plain message whose subject is a fresh marker (returned as `subject`). */
+export async function deliverSimple(server: TestServer, user: string, prefix: string, body = 'hello\r\n', headers = '', maildir = server.maildir(user)): Promise<Stored & { subject: string }> {
+  const subject = marker(prefix);
+  return { ...(await deliverTo(server, user, simpleMessage(subject, body, headers), subject, maildir)), subject };
 }

@@ -4,16 +4,16 @@
 // message; SEARCH over header fields remembered per message. Raw sockets where the exact lines
 // matter, imapflow where a real client's CONDSTORE support is the point.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ImapFlow } from 'imapflow';
-import { flow, type ImapRaw, type ImapReply, rawLogin } from '../harness/imap.ts';
-import { curName, curNames, folderDir, listDir, maildirsize, sizeTag, uniqueOf } from '../harness/maildir.ts';
+import { done, flow, type ImapRaw, type ImapReply, rawLogin } from '../harness/imap.ts';
+import { curName, curNames, folderDir, listDir, maildirsize, sizeTag, type Stored, uniqueOf, waitForStored, deliverSimple, deliverTo, recount } from '../harness/maildir.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { REPO_ROOT, sshaHash, startSlapd, type Slapd } from '../harness/slapd.ts';
-import { marker, sendOnce, simpleMessage, waitFor } from '../fixtures/smtp-helpers.ts';
+import { marker } from '../fixtures/smtp-helpers.ts';
 
 const TLS = { cert: join(REPO_ROOT, 'test/fixtures/tls-test.crt'), key: join(REPO_ROOT, 'test/fixtures/tls-test.key') };
 
@@ -41,72 +41,13 @@ function usersLdif(): string {
 
 // ---- Maildir files ------------------------------------------------------------------------------
 
-interface Stored {
-  /** The name it was delivered under (new/). */
-  readonly name: string;
-  /** The unique part of the name (before "," and ":"). */
-  readonly unique: string;
-}
-
-
-/** The message whose bytes contain `mark`, in new/ or cur/; waits for the delivery. */
-async function waitForStored(maildir: string, mark: string): Promise<Stored> {
-  return waitFor(`a message with ${mark} in ${maildir}`, async () => {
-    for (const sub of ['new', 'cur']) {
-      for (const name of listDir(join(maildir, sub))) {
-        let text: string;
-        try {
-          text = readFileSync(join(maildir, sub, name), 'latin1');
-        } catch {
-          continue; // moved from new/ to cur/ meanwhile
-        }
-        if (text.includes(mark)) return { name, unique: uniqueOf(name) };
-      }
-    }
-    return null;
-  }, 10_000);
-}
-
-/** Delivers `data` (ending in CRLF.CRLF) to <user>@example.org over SMTP and waits for its file. */
-async function deliver(server: TestServer, user: string, data: string, mark: string, maildir = server.maildir(user)): Promise<Stored> {
-  const result = await sendOnce(server.smtpPort, 'sender@outside.test', [`${user}@example.org`], data);
-  assert.equal(result.end?.code, 250, `SMTP delivery to ${user}: ${JSON.stringify(result.end?.raw ?? result)}`);
-  return waitForStored(maildir, mark);
-}
-
-/** A plain message whose subject is a fresh marker (returned as `subject`). */
-async function deliverSimple(server: TestServer, user: string, prefix: string, body = 'hello\r\n', maildir = server.maildir(user)): Promise<Stored & { subject: string }> {
-  const subject = marker(prefix);
-  return { ...(await deliver(server, user, simpleMessage(subject, body), subject, maildir)), subject };
-}
 
 
 
 
-/**
- * The usage counted afresh as the Maildir++ reference counts it: every message in new/ and cur/ of the
- * Maildir and of its .Folders except .Trash, leaving out names whose info has T (\Deleted); sizes from S=.
- */
-function recount(maildir: string): { bytes: number; count: number } {
-  const folders = readdirSync(maildir, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && e.name.startsWith('.') && e.name !== '.Trash')
-    .map((e) => join(maildir, e.name));
-  let bytes = 0;
-  let count = 0;
-  for (const root of [maildir, ...folders]) {
-    for (const sub of ['new', 'cur']) {
-      for (const name of listDir(join(root, sub))) {
-        const at = name.indexOf(':2,');
-        if (at !== -1 && name.slice(at + 3).includes('T')) continue;
-        const size = sizeTag(name);
-        assert.ok(Number.isFinite(size), `S= in ${join(root, sub, name)}`);
-        bytes += size;
-        count++;
-      }
-    }
-  }
-  return { bytes, count };
-}
+
+
+
 
 /** The sum of maildirsize's lines is what a recount finds. */
 function assertQuotaConsistent(maildir: string, when: string): void {
@@ -165,14 +106,6 @@ function searchResult(reply: ImapReply): number[] {
   const lines = reply.untagged.filter((l) => l.startsWith('* SEARCH'));
   assert.equal(lines.length, 1, `one SEARCH line: ${JSON.stringify(reply.untagged)}`);
   return lines[0]!.slice('* SEARCH'.length).trim().split(' ').filter((n) => n !== '').map(Number).sort((a, b) => a - b);
-}
-
-/** Logs out politely; a client already closed is just closed. */
-async function done(...clients: (ImapFlow | undefined)[]): Promise<void> {
-  for (const c of clients) {
-    if (c === undefined) continue;
-    await c.logout().catch(() => c.close());
-  }
 }
 
 describe('imap condstore, quota, sequence numbers, search memo', () => {
@@ -458,7 +391,7 @@ describe('imap condstore, quota, sequence numbers, search memo', () => {
     let c: ImapRaw | undefined;
     try {
       first = await startServer(slapd, overrides);
-      for (let i = 1; i <= 3; i++) await deliverSimple(first, user, `rs${i}`, 'hello\r\n', maildir);
+      for (let i = 1; i <= 3; i++) await deliverSimple(first, user, `rs${i}`, 'hello\r\n', '', maildir);
       c = await rawLogin(first.running.ports.imap!, user, pw(user), true);
       const h1 = highestIn(await ok(c, 'a1 SELECT INBOX (CONDSTORE)'));
       const seen = modseqOf((await ok(c, 'a2 STORE 1 +FLAGS (\\Seen)')).untagged[0]);
@@ -676,7 +609,7 @@ describe('imap condstore, quota, sequence numbers, search memo', () => {
       const mark = marker(label);
       marks.set(label, mark);
       const [from, subject, date] = specs[label]!;
-      await deliver(server, user, mail(mark, from, subject, date), mark);
+      await deliverTo(server, user, mail(mark, from, subject, date), mark);
     };
     for (const label of ['f1', 'f2', 'f3'] as const) await send(label);
 
@@ -783,8 +716,8 @@ describe('imap condstore, quota, sequence numbers, search memo', () => {
     // The 10th where it was written, the 9th in UTC; and the other way round.
     const late = marker('late');
     const early = marker('early');
-    await deliver(server, user, mail(late, 'Tue, 10 Feb 2026 00:30:00 +0100'), late);
-    await deliver(server, user, mail(early, 'Mon, 09 Feb 2026 23:30:00 -0500'), early);
+    await deliverTo(server, user, mail(late, 'Tue, 10 Feb 2026 00:30:00 +0100'), late);
+    await deliverTo(server, user, mail(early, 'Mon, 09 Feb 2026 23:30:00 -0500'), early);
     const c = await rawLogin(imap, user, pw(user));
     try {
       await ok(c, 'd1 SELECT INBOX');

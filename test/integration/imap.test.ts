@@ -8,12 +8,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ImapFlow, StatusObject, StatusQuery } from 'imapflow';
-import { flow, type ImapRaw, imaplib, rawLogin } from '../harness/imap.ts';
-import { curName, curNames, folderDir, listDir, maildirsize, sizeTag, type Stored, uniqueOf, waitForStored } from '../harness/maildir.ts';
+import { done, flow, type ImapRaw, imaplib, rawLogin } from '../harness/imap.ts';
+import { curName, curNames, folderDir, listDir, maildirsize, sizeTag, type Stored, uniqueOf, waitForStored, deliverSimple, deliverTo } from '../harness/maildir.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { sleep } from '../harness/ports.ts';
 import { REPO_ROOT, sshaHash, startSlapd, type Slapd } from '../harness/slapd.ts';
-import { marker, sendOnce, simpleMessage, waitFor } from '../fixtures/smtp-helpers.ts';
+import { marker, waitFor } from '../fixtures/smtp-helpers.ts';
 
 const TLS = { cert: join(REPO_ROOT, 'test/fixtures/tls-test.crt'), key: join(REPO_ROOT, 'test/fixtures/tls-test.key') };
 
@@ -44,18 +44,7 @@ function usersLdif(): string {
 const wire = (text: string) => Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1');
 
 
-/** Delivers `data` (ending in CRLF.CRLF) to <user>@example.org over SMTP and waits for its file. */
-async function deliver(server: TestServer, user: string, data: string | Buffer, mark: string): Promise<Stored> {
-  const result = await sendOnce(server.smtpPort, 'sender@outside.test', [`${user}@example.org`], data);
-  assert.equal(result.end?.code, 250, `SMTP delivery to ${user}: ${JSON.stringify(result.end?.raw ?? result)}`);
-  return waitForStored(server.maildir(user), mark);
-}
 
-/** A plain message whose subject is a fresh marker; returns the marker as `subject`. */
-async function deliverSimple(server: TestServer, user: string, prefix: string, body = 'hello\r\n', headers = ''): Promise<Stored & { subject: string }> {
-  const subject = marker(prefix);
-  return { ...(await deliver(server, user, simpleMessage(subject, body, headers), subject)), subject };
-}
 
 
 
@@ -122,14 +111,6 @@ async function statusOf(c: ImapFlow, path: string, query: StatusQuery): Promise<
   const status = await c.status(path, query);
   assert.ok(status, `STATUS ${path} answered`);
   return status;
-}
-
-/** Logs out politely; a client already closed is just closed. */
-async function done(...clients: (ImapFlow | undefined)[]): Promise<void> {
-  for (const c of clients) {
-    if (c === undefined) continue;
-    await c.logout().catch(() => c.close());
-  }
 }
 
 describe('imap', () => {
@@ -233,7 +214,7 @@ describe('imap', () => {
   test('FETCH: source is the delivered file byte for byte (LF → CRLF); ENVELOPE and BODYSTRUCTURE of a multipart message; one body part', async () => {
     const maildir = server.maildir('fetcher');
     const mark = marker('mp');
-    const stored = await deliver(server, 'fetcher', multipartMessage(mark), mark);
+    const stored = await deliverTo(server, 'fetcher', multipartMessage(mark), mark);
     const c = await flow(imap, 'fetcher', pw('fetcher'));
     try {
       await c.mailboxOpen('INBOX');
@@ -303,10 +284,10 @@ describe('imap', () => {
     const meeting = await deliverSimple(server, user, 'Meeting-notes', `${b64}\r\n`, 'MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: base64\r\n');
     const reply = await deliverSimple(server, user, 'Re-invoice-march', 'see you soon\r\n');
     // Another sender, with a display name.
-    await deliver(server, user, `From: "Carol Client" <carol@client.test>\r\nTo: searcher@example.org\r\nSubject: carol-${invoice.subject}\r\n\r\nhi\r\n.\r\n`, `carol-${invoice.subject}`);
+    await deliverTo(server, user, `From: "Carol Client" <carol@client.test>\r\nTo: searcher@example.org\r\nSubject: carol-${invoice.subject}\r\n\r\nhi\r\n.\r\n`, `carol-${invoice.subject}`);
     // Encoded words in the header, a quoted-printable UTF-8 body.
     const zoe = marker('zoe');
-    await deliver(server, user, [
+    await deliverTo(server, user, [
       'From: =?UTF-8?Q?Zo=C3=AB_=C3=9Cnal?= <zoe@umlaut.test>', 'To: searcher@example.org', `Message-ID: <${zoe}@umlaut.test>`,
       'Subject: =?UTF-8?Q?Bericht_f=C3=BCr_M=C3=A4rz?=', 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8',
       'Content-Transfer-Encoding: quoted-printable', '', 'Caf=C3=A9 au lait f=C3=BCr alle, gez. Zo=C3=AB', '.', '',

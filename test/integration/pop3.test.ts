@@ -4,12 +4,11 @@
 // logins and their refusals, the STLS injection, hostile input, CAPA and the failed-login lockout.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
 import { listDir, maildirsize, sizeTag, uniqueOf } from '../harness/maildir.ts';
+import { connectRaw, RawConnection } from '../harness/raw-connection.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { sleep } from '../harness/ports.ts';
 import { REPO_ROOT, startSlapd, type Slapd } from '../harness/slapd.ts';
@@ -75,69 +74,14 @@ function py(script: string, env: Record<string, string | number>): Promise<Json>
 // ---- a raw POP3 client -------------------------------------------------------------------------
 
 /** Exact bytes out (latin1), lines in; STLS switches the same TCP connection to TLS. */
-class Pop3Raw {
-  private buffer = '';
-  private closed = false;
-  private wake: (() => void) | null = null;
-
-  private constructor(private socket: Socket) {
-    this.attach(socket);
-  }
-
+class Pop3Raw extends RawConnection {
   static async open(port: number, implicitTls = false): Promise<Pop3Raw> {
-    const socket = implicitTls ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : netConnect({ host: '127.0.0.1', port });
-    await new Promise<void>((resolve, reject) => socket.once(implicitTls ? 'secureConnect' : 'connect', resolve).once('error', reject));
-    return new Pop3Raw(socket);
-  }
-
-  private attach(s: Socket): void {
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      this.buffer += d;
-      this.wake?.();
-    });
-    s.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-    s.on('error', () => undefined);
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
-  /** What arrived and was not read yet. */
-  get unread(): string {
-    return this.buffer;
-  }
-
-  write(bytes: string): void {
-    this.socket.write(Buffer.from(bytes, 'latin1'));
-  }
-
-  private async until<T>(what: string, probe: () => T | null, timeoutMs: number): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = probe();
-      if (value !== null) return value;
-      if (this.closed) throw new Error(`connection closed while waiting for ${what}; unread: ${JSON.stringify(this.buffer)}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms; unread: ${JSON.stringify(this.buffer)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
+    return new Pop3Raw(await connectRaw(port, { tls: implicitTls }));
   }
 
   /** One line, without its CRLF. */
   line(timeoutMs = 5000): Promise<string> {
-    return this.until('line', () => {
+    return this.waitFor('line', () => {
       const at = this.buffer.indexOf('\r\n');
       if (at < 0) return null;
       const line = this.buffer.slice(0, at);
@@ -165,28 +109,6 @@ class Pop3Raw {
   async multi(line: string): Promise<{ status: string; lines: string[] }> {
     const status = await this.command(line);
     return { status, lines: status.startsWith('+OK') ? await this.multiline() : [] };
-  }
-
-  /** After "+OK" to STLS: the TLS handshake on this TCP connection. */
-  async startTls(): Promise<void> {
-    const raw = this.socket;
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('close');
-    const secure = tlsConnect({ socket: raw, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
-    this.socket = secure;
-    this.attach(secure);
-  }
-
-  /** True once the server closed the connection, false when it is still open after `timeoutMs`. */
-  async waitClosed(timeoutMs = 3000): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed && Date.now() < deadline) await sleep(20);
-    return this.closed;
-  }
-
-  close(): void {
-    this.socket.destroy();
   }
 }
 
