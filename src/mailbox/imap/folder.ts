@@ -6,6 +6,7 @@
 import { constants, type Stats, watch, type FSWatcher } from 'node:fs';
 import { appendFile, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { uniqueName } from '../../deliver/maildir-file.ts';
 import { countLines, deliveryOrder, messageNames, sizesOf, uniquePart } from '../maildir.ts';
 
 /** Maildir info letters ↔ IMAP system flags (letters sorted in ASCII order, as the spec asks). */
@@ -109,6 +110,8 @@ export function parseIndex(text: string): { uidValidity: number; uidNext: number
 
 /** Changes within this many ms of a directory's mtime are not trusted to have moved it (coarse clocks). */
 const RACY_MS = 2000;
+/** Counter in the unique names this process gives (APPEND, COPY). */
+let tmpCounter = 0;
 
 export class Folder {
   uidValidity = 0;
@@ -544,9 +547,10 @@ export class Folder {
     });
   }
 
-  /** The tmp/ directory messages are written in before adopt(). */
-  get tmp(): string {
-    return join(this.path, 'tmp');
+  /** A new unique name and its path under tmp/, where a message is written (or linked) before adopt(). */
+  tmpFile(host: string): { unique: string; file: string } {
+    const unique = uniqueName(Date.now(), process.pid, ++tmpCounter, host);
+    return { unique, file: join(this.path, 'tmp', unique) };
   }
 }
 

@@ -348,8 +348,13 @@ export function updates(sel: Selected, allowExpunge: boolean, told: ReadonlySet<
   return out;
 }
 
+/** A message's flags as this session shows them: \\Recent added for the messages it claimed. */
+export function withRecent(flags: readonly string[], recent: boolean): string[] {
+  return recent ? [...flags, '\\Recent'] : [...flags];
+}
+
 export function flagList(flags: readonly string[], recent: boolean): string {
-  return (recent ? [...flags, '\\Recent'] : flags).join(' ');
+  return withRecent(flags, recent).join(' ');
 }
 
 /** What this server offers now (RFC 3501 §7.2.1), for the greeting and CAPABILITY. */

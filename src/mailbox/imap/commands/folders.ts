@@ -3,8 +3,7 @@
 // commands (RFC 9208, limits from the directory, usage from maildirsize) and APPEND.
 import { constants } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { crlfToLf, uniqueName } from '../../../deliver/maildir-file.ts';
+import { crlfToLf } from '../../../deliver/maildir-file.ts';
 import { checkQuota, limitsOf, parseMaildirsize, readSizeFile, recordChange, scanUsage } from '../../../deliver/quota.ts';
 import { systemFlag } from '../folder.ts';
 import { countLines } from '../../maildir.ts';
@@ -275,9 +274,8 @@ export const folderCommands: Record<string, Handler> = {
           session.send(`${command.tag} NO [OVERQUOTA] the mailbox is full`);
           return;
         }
-        const unique = uniqueName(Date.now(), process.pid, Math.floor(Math.random() * 1e9), session.options.hostname);
+        const { unique, file: tmp } = folder.tmpFile(session.options.hostname);
         const lines = countLines(body);
-        const tmp = join(folder.tmp, unique);
         await writeSynced(tmp, body);
         let uid: number;
         try {

@@ -3,7 +3,6 @@
 // Maildir (LF) and shown with CRLF; parsed structure is remembered per message (Folder memos, ldapmta-cache).
 import { link, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { uniqueName } from '../../../deliver/maildir-file.ts';
 import { checkQuota, recordChange } from '../../../deliver/quota.ts';
 import { fetchResponse, type FetchItem, needsOf, parseFetchItems, setsSeen } from '../fetch.ts';
 import type { Entry, FlagChange, Folder } from '../folder.ts';
@@ -12,7 +11,7 @@ import { nameProblem } from '../mailstore.ts';
 import { headerValues, searchText, sentDate } from '../mime.ts';
 import { matches, parseSearch, type SearchKey, searchNeeds, type SearchSubject, usesModseq } from '../search.ts';
 import { compress, expand, parseSequenceSet, seqForUids, type SequenceSet } from '../sequence.ts';
-import { flagList, type Handler, type Selected, type Session } from '../session.ts';
+import { flagList, type Handler, type Selected, type Session, withRecent } from '../session.ts';
 import type { Command, Token } from '../types.ts';
 import { astring } from '../wire.ts';
 import { ArgError, atom, flags as flagArgs, folderName } from './args.ts';
@@ -178,9 +177,6 @@ async function fetch(session: Session, command: Command, byUid: boolean, args: r
   session.send(`${command.tag} OK ${byUid ? 'UID ' : ''}FETCH completed`);
 }
 
-function withRecent(flags: readonly string[], recent: boolean): string[] {
-  return recent ? [...flags, '\\Recent'] : [...flags];
-}
 
 
 async function store(session: Session, command: Command, byUid: boolean, args: readonly Token[]): Promise<void> {
@@ -393,8 +389,7 @@ async function copy(session: Session, command: Command, byUid: boolean, args: re
         to.push(await target.adopt(file, entry.unique, tags, entry.flags, null));
       } else {
         // A hard link: the same bytes under a new unique name (Maildir++ quota counts both).
-        const unique = uniqueName(Date.now(), process.pid, Math.floor(Math.random() * 1e9), session.options.hostname);
-        const tmp = join(target.tmp, unique);
+        const { unique, file: tmp } = target.tmpFile(session.options.hostname);
         await link(file, tmp);
         try {
           to.push(await target.adopt(tmp, unique, tags, entry.flags, null));
