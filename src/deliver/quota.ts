@@ -125,20 +125,32 @@ export async function scanUsage(maildir: string): Promise<{ usage: Usage; dirs: 
   let count = 0;
   const dirs: [string, number][] = [];
   for (const root of [maildir, ...folders]) {
-    for (const sub of ['new', 'cur']) {
-      const dir = path.join(root, sub);
-      const info = await stat(dir).catch(() => null);
-      if (info === null || !info.isDirectory()) continue;
-      dirs.push([dir, info.mtimeMs]);
-      for (const name of await readdir(dir).catch(missingAsEmpty)) {
-        if (name.startsWith('.')) continue;
-        const { size, trashed } = parseMessageName(name);
-        if (trashed) continue;
-        const actual = size ?? (await lstat(path.join(dir, name)).then((s) => (s.isFile() ? s.size : null), () => null));
-        if (actual === null) continue;
-        bytes += actual;
-        count++;
-      }
+    const one = await folderUsage(root);
+    bytes += one.usage.bytes;
+    count += one.usage.count;
+    dirs.push(...one.dirs);
+  }
+  return { usage: { bytes, count }, dirs };
+}
+
+/** One folder's new/ and cur/ as Maildir++ counts them (messages flagged T left out), and each directory's mtime. */
+export async function folderUsage(root: string): Promise<{ usage: Usage; dirs: [string, number][] }> {
+  let bytes = 0;
+  let count = 0;
+  const dirs: [string, number][] = [];
+  for (const sub of ['new', 'cur']) {
+    const dir = path.join(root, sub);
+    const info = await stat(dir).catch(() => null);
+    if (info === null || !info.isDirectory()) continue;
+    dirs.push([dir, info.mtimeMs]);
+    for (const name of await readdir(dir).catch(missingAsEmpty)) {
+      if (name.startsWith('.')) continue;
+      const { size, trashed } = parseMessageName(name);
+      if (trashed) continue;
+      const actual = size ?? (await lstat(path.join(dir, name)).then((s) => (s.isFile() ? s.size : null), () => null));
+      if (actual === null) continue;
+      bytes += actual;
+      count++;
     }
   }
   return { usage: { bytes, count }, dirs };

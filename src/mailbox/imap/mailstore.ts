@@ -5,7 +5,7 @@
 // shares one Folder object per folder among the sessions of this process.
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseMessageName, recordChange } from '../../deliver/quota.ts';
+import { folderUsage, recordChange } from '../../deliver/quota.ts';
 import { Folder } from './folder.ts';
 
 export const SEPARATOR = '.';
@@ -106,7 +106,7 @@ export class MailStore {
     if (!(await this.exists(name))) return 'missing';
     if ((await this.folders()).some((f) => f.startsWith(`${name}${SEPARATOR}`))) return 'children';
     const dir = folderPath(this.root, name);
-    const { bytes, count } = name === 'Trash' ? { bytes: 0, count: 0 } : await usage(dir);
+    const { bytes, count } = name === 'Trash' ? { bytes: 0, count: 0 } : (await folderUsage(dir)).usage;
     // Out of sight first (one rename), then removed.
     const doomed = join(this.root, 'tmp', `.deleted.${Date.now()}.${process.pid}.${Math.random().toString(36).slice(2)}`);
     await rename(dir, doomed);
@@ -126,7 +126,7 @@ export class MailStore {
       const target = folderPath(this.root, to);
       if (to === 'Trash') {
         // INBOX's messages leave the quota with it (Maildir++ does not count .Trash).
-        const { bytes, count } = await usage(this.root);
+        const { bytes, count } = (await folderUsage(this.root)).usage;
         if (count > 0) await recordChange(this.root, -bytes, -count);
       }
       for (const dir of ['new', 'cur']) {
@@ -147,7 +147,7 @@ export class MailStore {
       this.registry.forget(folderPath(this.root, name));
       // Into or out of Trash: its messages leave or join the quota.
       if ((name === 'Trash') !== (next === 'Trash')) {
-        const { bytes, count } = await usage(folderPath(this.root, next));
+        const { bytes, count } = (await folderUsage(folderPath(this.root, next))).usage;
         const sign = next === 'Trash' ? -1 : 1;
         if (count > 0) await recordChange(this.root, sign * bytes, sign * count);
       }
@@ -213,20 +213,6 @@ export class MailStore {
   }
 }
 
-/** Bytes and messages a folder adds to the quota: cur/ and new/ but \\Deleted ones (S= from the names where present). */
-async function usage(dir: string): Promise<{ bytes: number; count: number }> {
-  let bytes = 0;
-  let count = 0;
-  for (const sub of ['cur', 'new']) {
-    for (const file of await readdir(join(dir, sub)).catch(() => [])) {
-      if (file.startsWith('.') || parseMessageName(file).trashed) continue; // \Deleted ones left the quota already
-      const s = /,S=(\d+)/.exec(file.split(':')[0]!)?.[1];
-      bytes += s !== undefined ? Number(s) : ((await stat(join(dir, sub, file)).catch(() => null))?.size ?? 0);
-      count++;
-    }
-  }
-  return { bytes, count };
-}
 
 /**
  * One Folder object per folder in this process, shared by the sessions that have it open; a few
