@@ -42,8 +42,12 @@ test('a queued message whose file is gone is deferred with 4.3.0, its lease rele
       return state.recipients[0]!.attempts > 0 ? state : null;
     });
     assert.equal(todo.recipients[0]!.lastError?.status, '4.3.0');
-    // Released: once due again (here: asked with a time past the retry), it is handed out again.
-    const again = await queue.due(new Date(Date.now() + 3_600_000), 10);
+    // Released: once due again (here: asked with a time past the retry), it is handed out again. The
+    // lease is let go after the state's fsync, a moment after the file above can be read, so ask until then.
+    const again = await waitFor('the message to be handed out again', async () => {
+      const due = await queue.due(new Date(Date.now() + 3_600_000), 10);
+      return due.length > 0 ? due : null;
+    }, 2000);
     assert.deepEqual(again.map((m) => m.id), [id]);
   } finally {
     await runner.stop();
