@@ -153,6 +153,7 @@ export function describeLookup(text: string, { resolution: r, source }: Lookup):
     add('dn', r.dn);
     add('address', r.address);
     if (r.matched !== r.address) add('matched', r.matched + (r.extension !== null ? ` (extension "${r.extension}")` : ''));
+    if (r.matchedBy !== undefined) add('matched by', r.matchedBy ?? '(no address attribute: a custom filter)');
     add('accountStatus', r.accountStatus);
     add('mailHost', r.mailHost === null ? '(none: this node)' : `${r.mailHost}${r.local ? ' (this node)' : ' (another node)'}`);
     if (r.sizeMax !== null) add('sizeMax', `${r.sizeMax} bytes`);

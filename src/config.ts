@@ -24,6 +24,8 @@ const domainName = z.string().min(1).regex(/^[^\s@]+$/, 'expected a domain name'
 
 const resolutionMode = z.enum(['qmail', 'postfix']);
 
+const attributeName = z.string().regex(/^([A-Za-z][A-Za-z0-9-]*)?$/, 'expected an attribute name, or "" for none');
+
 const domainResolution = z.strictObject({
   mode: resolutionMode.optional(),
   dashExt: z.boolean().optional(),
@@ -36,7 +38,46 @@ const directorySchema = z.strictObject({
   bindDN: z.string().default(''),
   bindPassword: z.string().default(''),
   baseDN: z.string().default('dc=example,dc=org'),
-  profile: z.enum(['qmail', 'inetorgperson']).default('qmail'),
+  profile: z.enum(['qmail', 'inetorgperson', 'ad']).default('qmail'),
+  /**
+   * Where a mailbox lies below the mail base when the entry names none: {domain} and {local} of the
+   * primary address, or {attribute} for any single-valued attribute. Empty: the profile's own.
+   */
+  mailboxTemplate: z.string().regex(/^(\{[A-Za-z][A-Za-z0-9-]*\}|[A-Za-z0-9@_.=-]|\/)*\/$/, 'expected a relative path of {domain}, {local}, {attribute} and [A-Za-z0-9@_.=-] parts ending in "/", such as "{domain}/{sAMAccountName}/"').or(z.literal('')).default(''),
+  /** Attribute names that replace the profile's; "" means the concept is not read at all. */
+  attributes: z.strictObject({
+    mailHost: attributeName.optional(),
+    forward: attributeName.optional(),
+    keepCopy: attributeName.optional(),
+    quotaSize: attributeName.optional(),
+    quotaCount: attributeName.optional(),
+    sizeMax: attributeName.optional(),
+  }).prefault({}),
+  /** The unit of the quotaSize attribute: Exchange's mDBStorageQuota counts kilobytes. */
+  quotaSizeUnit: z.enum(['bytes', 'kilobytes']).default('bytes'),
+  /** Page size of paged searches (group expansion, filter members); AD serves at most 1000. */
+  pageSize: z.number().int().min(1).max(1000).default(500),
+  /** Follow search result references (other naming contexts, other domains), binding as the service account; at most 5 hops. */
+  followReferrals: z.boolean().default(false),
+  tls: z.strictObject({
+    /** PEM file of the CA(s) that signed the directory servers' certificates; empty: the system's. */
+    ca: z.string().default(''),
+    /** Upgrade ldap:// connections with StartTLS before binding (ldaps:// URLs are TLS from the start). */
+    startTls: z.boolean().default(false),
+    /** Check the server's certificate and name; turn off only to try things out. */
+    verify: z.boolean().default(true),
+  }).prefault({}),
+  /** Active Directory (profile ad). */
+  ad: z.strictObject({
+    /** A disabled account (userAccountControl bit 0x2): "noaccess" keeps its mail flowing, "disabled" refuses it at RCPT (5.2.1). Logins are refused either way. */
+    disabledAs: z.enum(['noaccess', 'disabled']).default('noaccess'),
+    /** Which names a login may be given as. */
+    loginBy: z.array(z.enum(['sAMAccountName', 'userPrincipalName', 'mail'])).min(1).default(['sAMAccountName', 'userPrincipalName', 'mail']),
+    /** Nested groups through the server's in-chain rule (1.2.840.113556.1.4.1941): auto uses it when the rootDSE says Active Directory. */
+    inChain: z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Read member values this many at a time (ranged retrieval); 0: as the server hands them out (AD: 1500). */
+    memberRangeSize: z.number().int().min(0).max(100_000).default(0),
+  }).prefault({}),
   timeoutMs: z.number().int().positive().max(120_000).default(5000),
   connectTimeoutMs: z.number().int().positive().max(120_000).default(3000),
   poolSize: z.number().int().min(1).max(256).default(8),
@@ -72,7 +113,8 @@ const directorySchema = z.strictObject({
   defaultQuotaSize: z.number().int().min(0).default(0),
   defaultQuotaCount: z.number().int().min(0).default(0),
   auth: z.strictObject({
-    method: z.enum(['hash', 'bind']).default('hash'),
+    /** hash: compare with the entry's userPassword; bind: bind as the user. Default: bind for profile ad, else hash. */
+    method: z.enum(['hash', 'bind']).optional(),
     allowCleartext: z.boolean().default(false),
     /** Filter template; %s is the whole login, %u its local part, %d its domain. Empty: the profile's. */
     loginFilter: z.string().default(''),
@@ -263,6 +305,13 @@ const checkedSchema = configSchema.superRefine((config, ctx) => {
   const admin = config.listen.admin === '' ? null : parseHostPort(config.listen.admin);
   if (admin !== null && config.admin.token === '' && !(admin.host === 'localhost' || admin.host === '::1' || /^127\./.test(admin.host))) {
     ctx.addIssue({ code: 'custom', path: ['admin', 'token'], message: `required when listen.admin (${config.listen.admin}) is not a loopback address` });
+  }
+  const d = config.directory;
+  if (d.profile === 'ad' && d.auth.method === 'hash') {
+    ctx.addIssue({ code: 'custom', path: ['directory', 'auth', 'method'], message: 'Active Directory never lets a password be read: use "bind" (the default for profile ad)' });
+  }
+  if (d.tls.startTls && d.urls.some((u) => /^ldaps:/i.test(u))) {
+    ctx.addIssue({ code: 'custom', path: ['directory', 'tls', 'startTls'], message: 'ldaps:// URLs are TLS already; StartTLS is for ldap:// URLs' });
   }
 });
 

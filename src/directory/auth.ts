@@ -1,13 +1,14 @@
 // Login checks (directory-model §5): find exactly one entry by the login filter, verify the
-// password by hash comparison or by binding as the user, then apply the account state. An empty
-// password is refused before any LDAP work; every state failure looks like a bad password.
+// password by hash comparison or by binding as the user (AD: as the entry's userPrincipalName, so
+// a bare sAMAccountName works too), then apply the account state. An empty password is refused
+// before any LDAP work; every state failure looks like a bad password to the client.
 import type { Logger } from '../log.ts';
 import { temporary, MailError } from '../mail.ts';
-import { toResolution, type EntryContext } from './entry.ts';
+import { loginAllowed, toResolution, type EntryContext } from './entry.ts';
 import { expandFilterTemplate } from './escape.ts';
 import { passwordScheme, verifyPassword } from './password.ts';
 import { describe, type LdapEntry, type LdapPool } from './pool.ts';
-import { recipientAttributes, type Profile } from './profiles.ts';
+import { entryAddresses, recipientAttributes, type Profile } from './profiles.ts';
 import type { LoginResult } from './types.ts';
 
 export interface AuthOptions {
@@ -22,11 +23,12 @@ export interface AuthOptions {
   readonly entry: EntryContext;
 }
 
-const REFUSED_STATES = new Set(['noaccess', 'nopop', 'disabled', 'deleted']);
-
 export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool; log: Logger }) {
   const { profile } = options;
-  const attributes = [...new Set([...recipientAttributes(profile), profile.password, ...(options.sendAsAttribute ? [options.sendAsAttribute] : [])])];
+  const attributes = [...new Set([
+    ...recipientAttributes(profile), ...(options.method === 'hash' ? [profile.password] : []), profile.bindName, profile.accountExpires,
+    ...(options.sendAsAttribute ? [options.sendAsAttribute] : []),
+  ].filter((n): n is string => n !== null))];
 
   return async function authenticate(login: string, password: string): Promise<LoginResult> {
     if (password === '') return { ok: false, reason: 'empty-password' };
@@ -35,7 +37,7 @@ export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool
       return { ok: false, reason: 'unknown-user' };
     }
     const template = options.loginFilter || (login.includes('@') ? profile.loginFilterWithAt : profile.loginFilter);
-    const filter = expandFilterTemplate(template, login);
+    const filter = template === '' ? null : expandFilterTemplate(template, login);
     if (filter === null) return { ok: false, reason: 'unknown-user' };
 
     let entries: LdapEntry[];
@@ -54,10 +56,9 @@ export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool
     const entry = entries[0]!;
     const passwordOk = await checkPassword(entry, password);
     if (!passwordOk) return { ok: false, reason: 'bad-password' };
-    const status = (entry.attrs.get(profile.status?.toLowerCase() ?? '')?.[0] ?? 'active').toLowerCase();
-    if (REFUSED_STATES.has(status)) return { ok: false, reason: 'account-disabled' };
+    if (!loginAllowed(entry, profile, Date.now())) return { ok: false, reason: 'account-disabled' };
 
-    const address = entry.attrs.get(profile.address[0]!.toLowerCase())?.[0]?.toLowerCase() ?? login;
+    const address = entryAddresses(profile, entry.attrs).primary ?? login;
     const resolution = toResolution(entry, { key: address, extension: null }, options.entry);
     return {
       ok: true,
@@ -72,7 +73,10 @@ export function createAuthenticator(options: AuthOptions, deps: { pool: LdapPool
   };
 
   async function checkPassword(entry: LdapEntry, password: string): Promise<boolean> {
-    if (options.method === 'bind') return deps.pool.verifyBind(entry.dn, password);
+    if (options.method === 'bind') {
+      const name = profile.bindName === null ? undefined : entry.attrs.get(profile.bindName.toLowerCase())?.[0];
+      return deps.pool.verifyBind(name ?? entry.dn, password);
+    }
     const stored = entry.attrs.get(profile.password.toLowerCase()) ?? [];
     if (stored.length !== 1) {
       deps.log.warn({ dn: entry.dn, values: stored.length }, 'login entry must hold exactly one password value (is it readable by the service account?)');

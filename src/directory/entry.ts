@@ -1,11 +1,12 @@
 // Pure: one LDAP entry found for a recipient becomes a Resolution, in qmail-ldap's order of checks
 // (directory-model §2.6, §3.1–§3.5, §3.9): status, size limit, mailHost, mailbox location, uid,
-// group, delivery modes. Never does I/O; never trusts an attribute value (paths are checked here).
+// group, delivery modes; AD's userAccountControl and forward-only contacts (§6.4) on the same path.
+// Never does I/O; never trusts an attribute value (paths are checked here).
 import { isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { temporary } from '../mail.ts';
 import type { Candidate } from './candidates.ts';
 import type { LdapEntry } from './pool.ts';
-import type { Profile } from './profiles.ts';
+import { attributeHolding, entryAddresses, typedAddress, type Profile } from './profiles.ts';
 import type { AccountStatus, DeliveryFlags, Matched, Quota, Resolution } from './types.ts';
 
 export interface EntryContext {
@@ -19,6 +20,8 @@ export interface EntryContext {
   readonly defaultQuotaSize: number;
   readonly defaultQuotaCount: number;
   readonly unknownAccountStatus: 'active' | 'tempfail';
+  /** AD: what a disabled account (userAccountControl bit 0x2) means for its mail. */
+  readonly disabledAs: 'noaccess' | 'disabled';
   readonly warn: (fields: Record<string, unknown>, message: string) => void;
 }
 
@@ -39,8 +42,9 @@ function decide(entry: LdapEntry, hit: Candidate, ctx: EntryContext): Resolution
   const p = ctx.profile;
   const read = reader(entry);
 
-  // 1. accountStatus (§3.1)
-  const statusValue = (read.single(p.status) ?? 'active').toLowerCase();
+  // 1. accountStatus (§3.1), or AD's disabled bit mapped as configured (§6.4)
+  let statusValue = (read.single(p.status) ?? 'active').toLowerCase();
+  if (adDisabled(read, p)) statusValue = ctx.disabledAs;
   if (statusValue === 'disabled') return reject(entry, hit, '5.2.1', 'mailbox disabled');
   if (statusValue === 'deleted') return reject(entry, hit, '5.1.1', 'no such mailbox');
   let accountStatus: AccountStatus = 'active';
@@ -53,25 +57,30 @@ function decide(entry: LdapEntry, hit: Candidate, ctx: EntryContext): Resolution
   // 2. mailSizeMax (§3.10), 3. mailHost (§4)
   const sizeMax = read.integer(p.sizeMax);
   const mailHost = read.single(p.mailHost)?.toLowerCase().replace(/\.$/, '') ?? null;
-  const addresses = p.address.flatMap((a) => read.all(a)).map((a) => a.toLowerCase());
+  const addresses = entryAddresses(p, entry.attrs);
+  if (addresses.problem !== null) ctx.warn({ dn: entry.dn, primary: addresses.primary }, addresses.problem);
   const matched: Matched = {
     dn: entry.dn,
-    address: read.all(p.address[0] ?? 'mail')[0]?.toLowerCase() ?? hit.key,
+    address: addresses.primary ?? hit.key,
     matched: hit.key,
+    matchedBy: attributeHolding(p, entry.attrs, hit.key),
     extension: hit.extension,
-    addresses: [...new Set(addresses)],
+    addresses: addresses.all,
     accountStatus,
     mailHost,
     local: mailHost === null || ctx.self.has(mailHost),
     sizeMax: sizeMax === 0 ? null : sizeMax,
   };
 
-  // 4. mailbox location (§3.2)
-  const mailbox = mailboxPath(read, matched.address, ctx);
-  const forwards = read.all(p.forward).map((f) => f.trim()).filter((f) => f !== '');
+  // 4. mailbox location (§3.2); AD contacts have none, and a forward replaces it unless a copy is kept.
+  const classes = read.all('objectClass').map((c) => c.toLowerCase());
+  const forwards = forwardsOf(read, p);
+  const forwardOnly = p.forwardOnlyClasses.some((c) => classes.includes(c))
+    || (p.forwardReplacesMailbox && forwards.length > 0 && !read.boolean(p.keepCopy));
+  const list = p.listClasses.some((c) => classes.includes(c)) && !(p.groupClass !== null && classes.includes(p.groupClass.toLowerCase()));
+  const mailbox = forwardOnly || list ? null : mailboxPath(read, matched.address, ctx);
 
   // 6. groups (§3.11) come before the user's own delivery instructions.
-  const classes = read.all('objectClass').map((c) => c.toLowerCase());
   if (p.groupClass !== null && classes.includes(p.groupClass.toLowerCase())) {
     const g = p.group;
     return {
@@ -84,9 +93,10 @@ function decide(entry: LdapEntry, hit: Candidate, ctx: EntryContext): Resolution
     };
   }
 
-  // groupOfNames / groupOfUniqueNames with a mail address: a plain list of member DNs, open to anyone.
-  if (classes.includes('groupofnames') || classes.includes('groupofuniquenames')) {
-    const dns = [...read.all('member'), ...read.all('uniqueMember').map(withoutUid)];
+  // groupOfNames / groupOfUniqueNames (AD: group) with a mail address: a list of member DNs, open to
+  // anyone. AD's members are read at expansion, not here (a large group's come in ranges).
+  if (list) {
+    const dns = p.membersAtExpansion ? [] : [...read.all('member'), ...read.all('uniqueMember').map(withoutUid)];
     return {
       kind: 'group', ...matched, mailbox: null,
       members: { dn: dns, rfc822: [], filter: [] }, senders: { dn: [], rfc822: [], filter: [] },
@@ -112,7 +122,7 @@ function decide(entry: LdapEntry, hit: Candidate, ctx: EntryContext): Resolution
     delivery: deliveryFlags(read.all(p.deliveryMode), read.single(p.dotMode)),
     programs: read.all(p.program),
     replyText: read.single(p.replyText),
-    quota: quota(read.integer(p.quotaSize) ?? ctx.defaultQuotaSize, read.integer(p.quotaCount) ?? ctx.defaultQuotaCount),
+    quota: quota(scaled(read.integer(p.quotaSize), p.quotaSizeUnit) ?? ctx.defaultQuotaSize, read.integer(p.quotaCount) ?? ctx.defaultQuotaCount),
   };
 }
 
@@ -137,7 +147,13 @@ function mailboxPath(read: Reader, primary: string, ctx: EntryContext): string |
     maildir = join(store.startsWith('/') ? store : join(ctx.mailboxes, store), ctx.defaultDelivery);
   } else if (p.derivedStore !== null) {
     const at = primary.lastIndexOf('@');
-    const derived = p.derivedStore.replace('%d', primary.slice(at + 1)).replace('%u', primary.slice(0, at));
+    const derived = p.derivedStore.replace(/\{([A-Za-z][A-Za-z0-9-]*)\}/g, (_, name: string) => {
+      if (name === 'domain') return primary.slice(at + 1);
+      if (name === 'local') return primary.slice(0, at);
+      const value = read.single(name);
+      if (value === null || value === '') throw new IllegalValue(`${name} missing (the mailbox template needs it)`);
+      return value.toLowerCase();
+    });
     checkPathCharacters(derived, 'derived store');
     maildir = join(ctx.mailboxes, derived, ctx.defaultDelivery);
   } else {
@@ -170,6 +186,43 @@ export function deliveryFlags(modes: readonly string[], dotMode: string | null):
     program: programsAllowed && !set.has('noprogram') && !set.has('forwardonly'),
     reply: set.has('reply') && !noneMode,
   };
+}
+
+/** AD's userAccountControl with the ACCOUNTDISABLE bit (0x2) set. */
+function adDisabled(read: Reader, p: Profile): boolean {
+  const control = read.integer(p.accountControl);
+  return control !== null && (control & 2) === 2;
+}
+
+/**
+ * May this entry log in, as far as its attributes tell (the password is checked elsewhere)?
+ * accountStatus noaccess/nopop/disabled/deleted, AD's disabled bit, or an accountExpires in the
+ * past refuse it (§3.1, §6.4). An unreadable value refuses too. Pure.
+ */
+export function loginAllowed(entry: LdapEntry, p: Profile, now: number): boolean {
+  try {
+    const read = reader(entry);
+    const status = (read.single(p.status) ?? 'active').toLowerCase();
+    if (['noaccess', 'nopop', 'disabled', 'deleted'].includes(status) || adDisabled(read, p)) return false;
+    const expires = read.single(p.accountExpires);
+    if (expires === null || expires === '0' || expires === '9223372036854775807') return true;
+    if (!/^\d{1,19}$/.test(expires)) return false;
+    // 100-ns intervals since 1601-01-01 UTC; 11644473600 s lie between that and the Unix epoch.
+    return Number(BigInt(expires) / 10_000n) - 11_644_473_600_000 > now;
+  } catch {
+    return false;
+  }
+}
+
+/** Forwarding addresses; typed values (AD's "SMTP:x@y") lose their type and other types are ignored. */
+function forwardsOf(read: Reader, p: Profile): string[] {
+  const values = read.all(p.forward).map((f) => f.trim()).filter((f) => f !== '');
+  if (!p.typedForward) return values;
+  return values.map((v) => (v.includes(':') ? typedAddress(v)?.address ?? null : v)).filter((v) => v !== null);
+}
+
+function scaled(value: number | null, unit: number): number | null {
+  return value === null ? null : value * unit;
 }
 
 function quota(size: number, count: number): Quota {

@@ -1,13 +1,16 @@
-// Group expansion (directory-model §3.11, plus groupOfNames/groupOfUniqueNames): members by
-// literal address, by DN and by LDAP filter; member groups expanded in place, to a bounded depth,
-// each group once (cycles end there); the result de-duplicated and capped. Also the members-only
+// Group expansion (directory-model §3.11, plus groupOfNames/groupOfUniqueNames and AD's group):
+// members by literal address, by DN and by LDAP filter; member groups expanded in place, to a
+// bounded depth, each group once (cycles end there); the result de-duplicated and capped. In AD
+// the server walks nested groups itself (in-chain rule, §6.5) in one paged search; elsewhere, or
+// when told not to, member values are read in ranges (§6.7) and walked here. Also the members-only
 // check. A directory that cannot answer is temporary; a member DN that does not exist is skipped.
 import { ResultCodeError } from 'ldapts';
 import type { Logger } from '../log.ts';
 import { type Address, formatAddress, parseAddress, temporary } from '../mail.ts';
 import { withoutUid } from './entry.ts';
+import { escapeFilterValue } from './escape.ts';
 import type { LdapEntry, LdapPool } from './pool.ts';
-import { GROUP_OF_NAMES_MEMBERS, type Profile } from './profiles.ts';
+import { entryAddresses, GROUP_OF_NAMES_MEMBERS, type Profile } from './profiles.ts';
 import type { GroupResolution, Resolution } from './types.ts';
 
 export interface GroupMembers {
@@ -25,7 +28,20 @@ export interface GroupOptions {
   /** Most levels of groups inside groups. */
   readonly maxDepth: number;
   readonly localDomains: ReadonlySet<string>;
+  /** Nested AD groups by the server's in-chain rule: auto asks the rootDSE whether it is Active Directory. */
+  readonly inChain?: 'auto' | 'always' | 'never';
+  /** AD: "disabled" leaves accounts with userAccountControl bit 0x2 out of an expansion. */
+  readonly disabledAs?: 'noaccess' | 'disabled';
+  /** Read member values this many at a time; 0: as the server hands them out. */
+  readonly memberRangeSize?: number;
 }
+
+/** supportedCapabilities value of Active Directory (and Samba's AD DC): LDAP_CAP_ACTIVE_DIRECTORY_OID. */
+export const AD_CAPABILITY = '1.2.840.113556.1.4.800';
+/** LDAP_MATCHING_RULE_IN_CHAIN: the server follows member links transitively. */
+const IN_CHAIN = '1.2.840.113556.1.4.1941';
+/** LDAP_MATCHING_RULE_BIT_AND on userAccountControl: the ACCOUNTDISABLE bit. */
+const DISABLED_FILTER = '(userAccountControl:1.2.840.113556.1.4.803:=2)';
 
 export interface GroupDeps {
   readonly pool: LdapPool;
@@ -49,22 +65,88 @@ export function normalizeDn(dn: string): string {
 export function createGroups(options: GroupOptions, deps: GroupDeps): Groups {
   const { profile } = options;
   const g = profile.group;
-  const mailAttribute = profile.address[0] ?? 'mail';
-  const attributes = [...new Set(['objectClass', mailAttribute, ...(profile.groupClass === null ? [] : [g.dnMember, g.rfc822Member, g.filterMember]), ...GROUP_OF_NAMES_MEMBERS])];
+  const rangeSize = options.memberRangeSize ?? 0;
+  const memberAttributes = rangeSize > 0 ? GROUP_OF_NAMES_MEMBERS.map((m) => `${m};range=0-${rangeSize - 1}`) : GROUP_OF_NAMES_MEMBERS;
+  const leafAttributes = [...profile.address, profile.proxyAddresses, profile.accountControl].filter((n): n is string => n !== null);
+  const attributes = [...new Set(['objectClass', ...leafAttributes, ...(profile.groupClass === null ? [] : [g.dnMember, g.rfc822Member, g.filterMember]), ...memberAttributes])];
+  const leaveOutDisabled = profile.accountControl !== null && options.disabledAs === 'disabled';
 
-  function listsOfEntry(entry: LdapEntry): Lists | null {
+  async function listsOfEntry(entry: LdapEntry): Promise<Lists | null> {
     const all = (name: string) => [...(entry.attrs.get(name.toLowerCase()) ?? [])];
     const classes = all('objectClass').map((c) => c.toLowerCase());
     if (profile.groupClass !== null && classes.includes(profile.groupClass.toLowerCase())) {
       return { dn: all(g.dnMember), rfc822: all(g.rfc822Member), filter: all(g.filterMember) };
     }
-    if (classes.includes('groupofnames') || classes.includes('groupofuniquenames')) {
-      return { dn: [...all('member'), ...all('uniqueMember').map(withoutUid)], rfc822: [], filter: [] };
+    if (profile.listClasses.some((c) => classes.includes(c))) {
+      const dn = [...await allValues(entry, 'member'), ...(await allValues(entry, 'uniqueMember')).map(withoutUid)];
+      return { dn, rfc822: [], filter: [] };
     }
     return null;
   }
 
+  /**
+   * Every value of a multi-valued attribute (§6.7): a server that hands out a range
+   * ("member;range=0-1499") is asked for the next one until a range ends in "*".
+   */
+  async function allValues(first: LdapEntry, attribute: string): Promise<string[]> {
+    const name = attribute.toLowerCase();
+    const values = [...(first.attrs.get(name) ?? [])];
+    let entry: LdapEntry | undefined = first;
+    for (;;) {
+      // ldapts also lists the range asked for, empty, when the server answered another one.
+      const key: string | undefined = [...(entry?.attrs.entries() ?? [])].find(([k, v]) => k.startsWith(`${name};range=`) && v.length > 0)?.[0];
+      if (entry === undefined || key === undefined) return values;
+      values.push(...entry.attrs.get(key)!);
+      const range = /;range=(\d+)-(\d+|\*)$/.exec(key);
+      if (range === null || range[2] === '*') return values;
+      const next = Number(range[2]) + 1;
+      const wanted = `${attribute};range=${next}-${rangeSize > 0 ? next + rangeSize - 1 : '*'}`;
+      entry = (await read(first.dn, '(objectClass=*)', [wanted], 'base'))[0];
+    }
+  }
+
+  async function read(base: string, filter: string, wanted: readonly string[], scope: 'base' | 'sub'): Promise<LdapEntry[]> {
+    try {
+      return await deps.pool.search(base, filter, wanted, { scope, ...(scope === 'sub' ? { paged: true } : {}) });
+    } catch (err) {
+      throw err instanceof ResultCodeError ? temporary('4.4.3', 'directory error expanding a group', err) : err;
+    }
+  }
+
+  let inChainAnswer: Promise<boolean> | null = null;
+  function useInChain(): Promise<boolean> {
+    if (!profile.membersAtExpansion || options.inChain === 'never') return Promise.resolve(false);
+    if (options.inChain === 'always') return Promise.resolve(true);
+    inChainAnswer ??= deps.pool.rootDse('supportedCapabilities').then((capabilities) => {
+      const supported = capabilities.includes(AD_CAPABILITY);
+      deps.log.info({ inChain: supported }, supported ? 'directory is Active Directory: nested groups expanded by the server' : 'directory is not Active Directory: nested groups walked by ldapmta');
+      return supported;
+    }, (err: unknown) => {
+      inChainAnswer = null;
+      throw err;
+    });
+    return inChainAnswer;
+  }
+
+  /** AD: one paged search for every transitive member that is a person (user or contact), cycles handled by the server. */
+  async function expandInChain(group: GroupResolution): Promise<GroupMembers> {
+    const filter = `(&(memberOf:${IN_CHAIN}:=${escapeFilterValue(group.dn)})(objectCategory=person)(|(objectClass=user)(objectClass=contact))`
+      + `${leaveOutDisabled ? `(!${DISABLED_FILTER})` : ''})`;
+    const addresses = new Set<string>();
+    const dns = new Set<string>();
+    for (const entry of await read(options.baseDN, filter, attributes, 'sub')) {
+      const primary = entryAddresses(profile, entry.attrs).primary;
+      if (primary === null) continue;
+      dns.add(normalizeDn(entry.dn));
+      addresses.add(primary);
+      if (addresses.size > options.limit) throw temporary('4.2.4', `group ${group.address} expands to more than ${options.limit} addresses`);
+    }
+    addresses.delete(group.address.toLowerCase());
+    return { addresses: [...addresses], dns };
+  }
+
   async function expand(group: GroupResolution, which: 'members' | 'senders' = 'members'): Promise<GroupMembers> {
+    if (which === 'members' && await useInChain()) return expandInChain(group);
     const addresses = new Set<string>();
     const dns = new Set<string>();
     const visited = new Set<string>([normalizeDn(group.dn)]);
@@ -87,13 +169,15 @@ export function createGroups(options: GroupOptions, deps: GroupDeps): Groups {
     }
 
     async function member(entry: LdapEntry, depth: number): Promise<void> {
-      const lists = listsOfEntry(entry);
-      if (lists !== null) {
-        if (enter(entry.dn, depth)) await walk(lists, depth + 1);
+      if (listClass(entry)) {
+        if (!enter(entry.dn, depth)) return;
+        const lists = await listsOfEntry(entry);
+        if (lists !== null) await walk(lists, depth + 1);
         return;
       }
-      const mail = entry.attrs.get(mailAttribute.toLowerCase())?.[0];
-      if (mail === undefined) return; // qmail-ldap skips members without mail
+      const mail = entryAddresses(profile, entry.attrs).primary;
+      if (mail === null) return; // qmail-ldap skips members without mail
+      if (leaveOutDisabled && (Number(entry.attrs.get(profile.accountControl!.toLowerCase())?.[0] ?? 0) & 2) === 2) return;
       dns.add(normalizeDn(entry.dn));
       add(mail);
     }
@@ -141,9 +225,22 @@ export function createGroups(options: GroupOptions, deps: GroupDeps): Groups {
       }
     }
 
-    await walk(which === 'senders' ? group.senders : group.members, 1);
+    if (profile.membersAtExpansion && which === 'members') {
+      // The group's own members were not read with it: read them now, in ranges if need be.
+      const own = (await read(group.dn, '(objectClass=*)', attributes, 'base'))[0];
+      const lists = own === undefined ? null : await listsOfEntry(own);
+      if (lists !== null) await walk(lists, 1);
+    } else {
+      await walk(which === 'senders' ? group.senders : group.members, 1);
+    }
     addresses.delete(group.address.toLowerCase());
     return { addresses: [...addresses], dns };
+  }
+
+  /** Does this entry list members (a qmailGroup, groupOfNames or, in AD, group)? */
+  function listClass(entry: LdapEntry): boolean {
+    const classes = (entry.attrs.get('objectclass') ?? []).map((c) => c.toLowerCase());
+    return (profile.groupClass !== null && classes.includes(profile.groupClass.toLowerCase())) || profile.listClasses.some((c) => classes.includes(c));
   }
 
   return {

@@ -1,9 +1,10 @@
 // The directory service every stage consults: createDirectory() wires the LDAP pool, the
 // resolver, the authenticator and the cache from configuration. Starts the embedded LDAP server
 // when no URLs are configured. Callers see only the Directory interface.
+import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../config.ts';
+import { ConfigError, type Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Address } from '../mail.ts';
 import { createAuthenticator } from './auth.ts';
@@ -14,7 +15,7 @@ import type { EntryContext } from './entry.ts';
 import { createGroups, normalizeDn } from './groups.ts';
 import { verifyPassword } from './password.ts';
 import { createLdapPool } from './pool.ts';
-import { PROFILES } from './profiles.ts';
+import { profileFor } from './profiles.ts';
 import { createResolver, type Resolver } from './resolve.ts';
 import type { Directory, Lookup, Resolution } from './types.ts';
 
@@ -55,10 +56,12 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     log.info({ url: embedded.url, ldif: d.embedded.ldif || 'schema/sample-directory.ldif' }, 'embedded directory started');
   }
 
-  const profile = PROFILES[d.profile]!;
+  const profile = profileFor({ ...d, loginBy: d.ad.loginBy });
   const pool = createLdapPool({
     urls, bindDN, bindPassword, poolSize: d.poolSize, timeoutMs: d.timeoutMs,
     connectTimeoutMs: d.connectTimeoutMs, healthCheckSeconds: d.healthCheckSeconds, log,
+    pageSize: d.pageSize, followReferrals: d.followReferrals,
+    tls: { ca: d.tls.ca === '' ? '' : readDirectoryCa(resolvePath(base, d.tls.ca)), startTls: d.tls.startTls, verify: d.tls.verify },
   });
   const entry: Omit<EntryContext, 'profile' | 'warn'> = {
     self: new Set([config.hostname, ...config.clusterHosts]),
@@ -67,6 +70,7 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     defaultQuotaSize: d.defaultQuotaSize,
     defaultQuotaCount: d.defaultQuotaCount,
     unknownAccountStatus: d.resolution.unknownAccountStatus,
+    disabledAs: d.ad.disabledAs,
   };
   const rules: CandidateRules = d.resolution;
   const domainRules = new Map(Object.entries(d.resolution.domains).map(([domain, r]) => [domain.toLowerCase(), stripUndefined(r)]));
@@ -76,7 +80,7 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     ambiguous: d.resolution.ambiguous, entry,
   }, { pool, log });
   const authenticate = createAuthenticator({
-    baseDN: d.baseDN, profile, method: d.auth.method, allowCleartext: d.auth.allowCleartext, loginFilter: d.auth.loginFilter,
+    baseDN: d.baseDN, profile, method: d.auth.method ?? (profile.bindName !== null ? 'bind' : 'hash'), allowCleartext: d.auth.allowCleartext, loginFilter: d.auth.loginFilter,
     sendAsAttribute: d.auth.sendAsAttribute,
     entry: { ...entry, profile, warn: (fields, message) => log.warn(fields, message) },
   }, { pool, log });
@@ -96,6 +100,7 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
   const resolveRecipient = async (address: Address) => (await lookup(address)).resolution;
   const groups = createGroups({
     baseDN: d.baseDN, profile, limit: d.groupExpansionLimit, maxDepth: d.groupMaxDepth, localDomains: new Set(config.localDomains),
+    inChain: d.ad.inChain, disabledAs: d.ad.disabledAs, memberRangeSize: d.ad.memberRangeSize,
   }, { pool, resolve: resolveRecipient, log });
 
   return {
@@ -133,6 +138,15 @@ export function forThisNode(resolution: Resolution, self: ReadonlySet<string>, b
   if (local === resolution.local && !relative) return resolution;
   const mailbox = relative ? { mailbox: `${base.endsWith('/') ? base : `${base}/`}${resolution.mailbox}` } : {};
   return { ...resolution, local, ...mailbox } as Resolution;
+}
+
+/** The directory.tls.ca file, read once at start; a missing file is a configuration error naming the key. */
+function readDirectoryCa(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`directory.tls.ca: cannot read ${path}: ${(err as Error).message}`]);
+  }
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -1,6 +1,9 @@
 // A pool of ldapts connections over several server URLs: failover in configured order, explicit
-// connect and per-operation timeouts, one retry on a fresh connection, idle health checks.
+// connect and per-operation timeouts, one retry on a fresh connection, idle health checks; TLS
+// (ldaps:// or StartTLS) with a configured CA, and search references followed only when asked.
 // Every failure leaves here as a temporary MailError (4.4.3); it never decides what a miss means.
+import net from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
 import { Client, InvalidCredentialsError, ResultCodeError, type Filter } from 'ldapts';
 import type { Logger } from '../log.ts';
 import { temporary, MailError } from '../mail.ts';
@@ -22,6 +25,8 @@ export interface LdapPool {
   search(base: string, filter: Filter | string, attributes: readonly string[], options?: SearchOptions): Promise<LdapEntry[]>;
   /** Simple bind as a user on a connection of its own: true for success, false for invalidCredentials. */
   verifyBind(dn: string, password: string): Promise<boolean>;
+  /** The root DSE's values of `attribute` (supportedCapabilities, say); [] when it has none. */
+  rootDse(attribute: string): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -33,8 +38,22 @@ export interface PoolOptions {
   timeoutMs: number;
   connectTimeoutMs: number;
   healthCheckSeconds: number;
+  /** Entries per page of a paged search. */
+  pageSize?: number;
+  tls?: PoolTls;
+  /** Follow search result references (binding as the service account), at most REFERRAL_HOPS deep. */
+  followReferrals?: boolean;
   log: Logger;
 }
+
+export interface PoolTls {
+  /** PEM text of the CAs to trust; empty: the system's. */
+  readonly ca: string;
+  readonly startTls: boolean;
+  readonly verify: boolean;
+}
+
+const REFERRAL_HOPS = 5;
 
 /** How long a server that failed is passed over when opening new connections. */
 const DOWN_MS = 5_000;
@@ -58,8 +77,40 @@ export function createLdapPool(options: PoolOptions): LdapPool {
   let closed = false;
   let next = 0;
 
-  function newClient(url: string): Client {
-    return new Client({ url, timeout: options.timeoutMs, connectTimeout: options.connectTimeoutMs, strictDN: false, autoRebind: true });
+  const tlsOptions = (url: string): ConnectionOptions => {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    return {
+      ...(options.tls?.ca ? { ca: [options.tls.ca] } : {}),
+      rejectUnauthorized: options.tls?.verify ?? true,
+      ...(net.isIP(host) === 0 ? { servername: host } : {}),
+    };
+  };
+
+  /**
+   * A client for `url`. After StartTLS, ldapts would reconnect a dropped connection in plaintext
+   * and unauthenticated; such a client refuses to reconnect instead, and the pool opens a new one.
+   */
+  function newClient(url: string, rebind = true): Client {
+    const startTls = options.tls?.startTls === true && /^ldap:/i.test(url);
+    let connections = 0;
+    return new Client({
+      url, timeout: options.timeoutMs, connectTimeout: options.connectTimeoutMs, strictDN: false, autoRebind: rebind && !startTls,
+      // ldapts speaks TLS from the first byte whenever tlsOptions are given, whatever the scheme.
+      ...(/^ldaps:/i.test(url) ? { tlsOptions: tlsOptions(url) } : {}),
+      ...(startTls ? {
+        createConnection: ((...args: Parameters<typeof net.connect>) => {
+          if (++connections > 1) throw new Error('StartTLS connection lost; not reconnecting in plaintext');
+          return net.connect(...args);
+        }) as typeof net.connect,
+      } : {}),
+    });
+  }
+
+  /** A connected client, upgraded with StartTLS when configured. */
+  async function secured(url: string, rebind = true): Promise<Client> {
+    const client = newClient(url, rebind);
+    if (options.tls?.startTls === true && /^ldap:/i.test(url)) await client.startTLS(tlsOptions(url));
+    return client;
   }
 
   /** Connect (and bind) to the first URL that is not marked down, in configured order. */
@@ -68,8 +119,9 @@ export function createLdapPool(options: PoolOptions): LdapPool {
     const order = [...options.urls].sort((a, b) => Number((downUntil.get(a) ?? 0) > now) - Number((downUntil.get(b) ?? 0) > now));
     let lastError: unknown = null;
     for (const url of order) {
-      const client = newClient(url);
+      let client: Client | null = null;
       try {
+        client = await secured(url);
         if (options.bindDN !== '') await client.bind(options.bindDN, options.bindPassword);
         else await client.search('', { scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] });
         downUntil.delete(url);
@@ -77,7 +129,7 @@ export function createLdapPool(options: PoolOptions): LdapPool {
       } catch (err) {
         lastError = err;
         downUntil.set(url, Date.now() + DOWN_MS);
-        void client.unbind().catch(() => undefined);
+        void client?.unbind().catch(() => undefined);
         if (err instanceof InvalidCredentialsError) {
           log.error({ url, bindDN: options.bindDN }, 'directory service bind refused: check directory.bindDN and bindPassword');
         } else {
@@ -147,16 +199,62 @@ export function createLdapPool(options: PoolOptions): LdapPool {
     throw temporary('4.4.3', 'directory server unavailable', lastError);
   }
 
-  async function search(base: string, filter: Filter | string, attributes: readonly string[], opts: SearchOptions = {}): Promise<LdapEntry[]> {
-    const result = await run((client) => client.search(base, {
+  function searchOn(client: Client, base: string, filter: Filter | string, attributes: readonly string[], opts: SearchOptions) {
+    return client.search(base, {
       scope: opts.scope ?? 'sub',
       filter,
       attributes: [...attributes],
       sizeLimit: opts.sizeLimit ?? 0,
       timeLimit: Math.ceil(options.timeoutMs / 1000),
-      ...(opts.paged ? { paged: { pageSize: 500 } } : {}),
-    }));
-    return result.searchEntries.map(toLdapEntry);
+      ...(opts.paged ? { paged: { pageSize: options.pageSize ?? 500 } } : {}),
+    });
+  }
+
+  async function search(base: string, filter: Filter | string, attributes: readonly string[], opts: SearchOptions = {}): Promise<LdapEntry[]> {
+    const result = await run((client) => searchOn(client, base, filter, attributes, opts));
+    const entries = result.searchEntries.map(toLdapEntry);
+    if (options.followReferrals === true && result.searchReferences.length > 0) {
+      entries.push(...await followReferences(result.searchReferences, filter, attributes, opts, 1));
+    }
+    return entries;
+  }
+
+  /**
+   * The entries behind search result references (RFC 4511 §4.5.3): each URL's server, searched
+   * from the URL's base (else the same base) after binding as the service account, never
+   * anonymously; references found there are followed up to REFERRAL_HOPS deep. A reference that
+   * cannot be followed fails the search (temporary), since its entries would be missing.
+   */
+  async function followReferences(urls: readonly string[], filter: Filter | string, attributes: readonly string[], opts: SearchOptions, hop: number): Promise<LdapEntry[]> {
+    if (hop > REFERRAL_HOPS) throw temporary('4.4.3', `more than ${REFERRAL_HOPS} referral hops`);
+    const out: LdapEntry[] = [];
+    for (const reference of urls) {
+      const target = parseLdapUrl(reference);
+      if (target === null) {
+        log.warn({ reference }, 'search reference is not an ldap:// or ldaps:// URL; ignored');
+        continue;
+      }
+      let client: Client | null = null;
+      try {
+        client = await secured(target.server, false);
+        if (options.bindDN !== '') await client.bind(options.bindDN, options.bindPassword);
+        const result = await searchOn(client, target.base, filter, attributes, { ...opts, scope: opts.scope === 'one' ? 'base' : opts.scope ?? 'sub' });
+        out.push(...result.searchEntries.map(toLdapEntry));
+        if (result.searchReferences.length > 0) out.push(...await followReferences(result.searchReferences, filter, attributes, opts, hop + 1));
+      } catch (err) {
+        if (err instanceof MailError) throw err;
+        log.warn({ reference, err: describe(err) }, 'search reference could not be followed');
+        throw temporary('4.4.3', 'directory referral could not be followed', err);
+      } finally {
+        void client?.unbind().catch(() => undefined);
+      }
+    }
+    return out;
+  }
+
+  async function rootDse(attribute: string): Promise<string[]> {
+    const entries = await search('', '(objectClass=*)', [attribute], { scope: 'base' });
+    return [...(entries[0]?.attrs.get(attribute.toLowerCase()) ?? [])];
   }
 
   async function verifyBind(dn: string, password: string): Promise<boolean> {
@@ -167,16 +265,22 @@ export function createLdapPool(options: PoolOptions): LdapPool {
     const order = [...options.urls].sort((a, b) => Number((downUntil.get(a) ?? 0) > now) - Number((downUntil.get(b) ?? 0) > now));
     let lastError: unknown = null;
     for (const url of order) {
-      const client = new Client({ url, timeout: options.timeoutMs, connectTimeout: options.connectTimeoutMs, strictDN: false });
+      let client: Client | null = null;
       try {
+        client = await secured(url, false);
         await client.bind(dn, password);
         return true;
       } catch (err) {
-        if (err instanceof InvalidCredentialsError) return false;
-        if (err instanceof ResultCodeError && !TRANSIENT_CODES.has(err.code)) return false;
+        const refused = err instanceof InvalidCredentialsError || (err instanceof ResultCodeError && !TRANSIENT_CODES.has(err.code));
+        if (refused) {
+          // AD says why in its diagnostic: "data 52e" bad password, 533 disabled, 775 locked out…
+          const adCode = /\bdata ([0-9a-f]{3,4})\b/i.exec((err as Error).message)?.[1] ?? null;
+          log.debug({ dn, ...(adCode === null ? {} : { adCode }), err: describe(err) }, 'bind as the user refused');
+          return false;
+        }
         lastError = err;
       } finally {
-        void client.unbind().catch(() => undefined);
+        void client?.unbind().catch(() => undefined);
       }
     }
     throw temporary('4.4.3', 'directory server unavailable', lastError);
@@ -208,7 +312,7 @@ export function createLdapPool(options: PoolOptions): LdapPool {
     }));
   }
 
-  return { search, verifyBind, close };
+  return { search, verifyBind, rootDse, close };
 }
 
 function toLdapEntry(entry: { dn: string; [attribute: string]: unknown }): LdapEntry {
@@ -219,6 +323,19 @@ function toLdapEntry(entry: { dn: string; [attribute: string]: unknown }): LdapE
     attrs.set(name.toLowerCase(), values.map((v) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v))));
   }
   return { dn: entry.dn, attrs };
+}
+
+/** "ldap://host:port/base??scope" split into the server URL and the base DN (RFC 4516); null if not LDAP. Pure. */
+export function parseLdapUrl(text: string): { server: string; base: string } | null {
+  const m = /^(ldaps?:\/\/[^/?\s]+)\/?([^?]*)/i.exec(text.trim());
+  if (m === null) return null;
+  let base: string;
+  try {
+    base = decodeURIComponent(m[2]!);
+  } catch {
+    return null;
+  }
+  return { server: m[1]!, base };
 }
 
 /** A short, log-safe description of an error (never a credential). */

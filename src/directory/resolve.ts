@@ -10,7 +10,7 @@ import { candidates, type CandidateRules } from './candidates.ts';
 import { toResolution, type EntryContext } from './entry.ts';
 import { escapeFilterValue } from './escape.ts';
 import { describe, type LdapEntry, type LdapPool } from './pool.ts';
-import { recipientAttributes, type Profile } from './profiles.ts';
+import { addressTerms, entryAddresses, recipientAttributes, typedAddress, type Profile } from './profiles.ts';
 import type { Resolution } from './types.ts';
 
 export interface ResolverOptions {
@@ -51,11 +51,8 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
 
   /** The filter for any of `keys` (one key: the filter the CLI shows for it). */
   function filterForKeys(keys: readonly string[]): string {
-    const any = keys.flatMap((key) => {
-      const value = escapeFilterValue(key);
-      return profile.address.map((a) => `(${a}=${value})`);
-    }).join('');
-    const match = profile.address.length * keys.length === 1 ? any : `(|${any})`;
+    const terms = keys.flatMap((key) => addressTerms(profile, escapeFilterValue(key)));
+    const match = terms.length === 1 ? terms[0]! : `(|${terms.join('')})`;
     if (options.objectClass === '') return match;
     const restriction = options.objectClass.startsWith('(') ? options.objectClass : `(objectClass=${escapeFilterValue(options.objectClass)})`;
     return `(&${restriction}${match})`;
@@ -95,7 +92,7 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
         }
         throw temporary('4.3.5', 'address is ambiguous in the directory, try again later');
       }
-      return toResolution(entries[0]!, candidate, context);
+      return toResolution(await withForwardDns(entries[0]!), candidate, context);
     }
     return { kind: 'unknown', tried };
   }
@@ -114,11 +111,44 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
     const wanted = new Set(keys);
     const byKey = new Map<string, LdapEntry[]>();
     for (const entry of entries) {
-      const held = new Set(profile.address.flatMap((a) => entry.attrs.get(a.toLowerCase()) ?? []).map((v) => v.toLowerCase()).filter((v) => wanted.has(v)));
+      const held = new Set(entryAddresses(profile, entry.attrs).all.filter((v) => wanted.has(v)));
       if (held.size === 0) return null;
       for (const key of held) byKey.set(key, [...(byKey.get(key) ?? []), entry]);
     }
     return byKey;
+  }
+
+  /**
+   * A forwarding attribute that holds DNs (Exchange's altRecipient) names entries, not addresses:
+   * each becomes its entry's target (targetAddress) or primary address. A DN that is gone is dropped.
+   */
+  async function withForwardDns(entry: LdapEntry): Promise<LdapEntry> {
+    const name = profile.forward?.toLowerCase();
+    const values = name === undefined ? [] : entry.attrs.get(name) ?? [];
+    if (!values.some(isDn)) return entry;
+    const forwards: string[] = [];
+    for (const value of values) {
+      if (!isDn(value)) {
+        forwards.push(value);
+        continue;
+      }
+      let found: LdapEntry[];
+      try {
+        found = await deps.pool.search(value, '(objectClass=*)', [...attributes, 'targetAddress'], { scope: 'base' });
+      } catch (err) {
+        if (err instanceof ResultCodeError && (err.code === 32 || err.code === 34)) {
+          deps.log.warn({ dn: entry.dn, forward: value }, 'forwarding target entry not found; ignored');
+          continue;
+        }
+        throw err instanceof MailError ? err : temporary('4.4.3', 'directory lookup failed, try again later', err);
+      }
+      // The target's own address (delivery resolves it further), else where a contact points.
+      const target = found[0];
+      const external = target?.attrs.get('targetaddress')?.[0];
+      const address = target === undefined ? null : entryAddresses(profile, target.attrs).primary ?? (external === undefined ? null : typedAddress(external)?.address ?? null);
+      if (address !== null) forwards.push(address);
+    }
+    return { dn: entry.dn, attrs: new Map([...entry.attrs, [name!, forwards]]) };
   }
 
   async function search(filter: string, sizeLimit: number): Promise<LdapEntry[]> {
@@ -137,6 +167,13 @@ export function createResolver(options: ResolverOptions, deps: { pool: LdapPool;
   }
 
   return { key, resolve, filterFor };
+}
+
+/** A DN rather than an address: "CN=x,OU=y,…" holds an "=" before any "@". Pure. */
+function isDn(value: string): boolean {
+  const eq = value.indexOf('=');
+  const at = value.indexOf('@');
+  return eq > 0 && (at < 0 || eq < at) && value.includes(',');
 }
 
 /** The definite answers turned into the SMTP errors the reference prescribes. */

@@ -25,9 +25,11 @@ export interface Matched {
   readonly address: string;
   /** The candidate that matched, e.g. "bob-catchall@example.org". */
   readonly matched: string;
+  /** The attribute that holds it, e.g. "mail" or "proxyAddresses (smtp:)"; null when none does (a custom filter). */
+  readonly matchedBy?: string | null;
   /** qmail EXT: the part of the local part after the matched catch-all prefix; null for an exact match. */
   readonly extension: string | null;
-  /** Every address of the entry (mail and alternates), lower-cased. */
+  /** Every address of the entry (mail and alternates, AD's smtp proxyAddresses), lower-cased, primary first. */
   readonly addresses: readonly string[];
   readonly accountStatus: AccountStatus;
   /** mailHost as stored (lower-cased), or null. */

@@ -115,3 +115,22 @@ test('listen.admin off loopback needs admin.token (named in the error); smarthos
     assert.match(problems({ delivery: { smarthost: bad } }).join('\n'), /^delivery\.smarthost: /m, bad);
   }
 });
+
+test('directory profile ad: bind logins by default, hash refused naming directory.auth.method; StartTLS with ldaps:// and bad templates named', () => {
+  const ad = validateConfig({ directory: { profile: 'ad' } });
+  assert.equal(ad.directory.profile, 'ad');
+  assert.equal(ad.directory.auth.method, undefined, 'left to the profile: bind for ad');
+  assert.deepEqual(ad.directory.ad, { disabledAs: 'noaccess', loginBy: ['sAMAccountName', 'userPrincipalName', 'mail'], inChain: 'auto', memberRangeSize: 0 });
+  assert.deepEqual(ad.directory.tls, { ca: '', startTls: false, verify: true });
+  assert.equal(ad.directory.followReferrals, false);
+  const found = problems(() => validateConfig({
+    directory: { mailboxTemplate: '{domain}/../{sAMAccountName}', attributes: { mailHost: 'not an attribute' }, ad: { disabledAs: 'gone', loginBy: [] } },
+  }));
+  for (const key of ['directory.mailboxTemplate', 'directory.attributes.mailHost', 'directory.ad.disabledAs', 'directory.ad.loginBy']) {
+    assert.ok(found.some((p) => p.startsWith(key)), `${key} in ${found.join(' | ')}`);
+  }
+  // Rules across keys are checked once every key is valid on its own.
+  const across = problems(() => validateConfig({ directory: { profile: 'ad', auth: { method: 'hash' }, urls: ['ldaps://dc1.example.test'], tls: { startTls: true } } }));
+  assert.deepEqual(across.map((p) => p.split(':')[0]).sort(), ['directory.auth.method', 'directory.tls.startTls']);
+  assert.equal(validateConfig({ directory: { mailboxTemplate: '{domain}/{sAMAccountName}/', attributes: { forward: '' } } }).directory.attributes.forward, '');
+});

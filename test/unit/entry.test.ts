@@ -9,7 +9,7 @@ import { INETORGPERSON, QMAIL } from '../../src/directory/profiles.ts';
 const warnings: string[] = [];
 const ctx: EntryContext = {
   profile: QMAIL, self: new Set(['mx1.example.org']), mailboxes: '/var/mail', defaultDelivery: './',
-  defaultQuotaSize: 0, defaultQuotaCount: 0, unknownAccountStatus: 'active',
+  defaultQuotaSize: 0, defaultQuotaCount: 0, unknownAccountStatus: 'active', disabledAs: 'noaccess',
   warn: (_fields, message) => { warnings.push(message); },
 };
 
