@@ -21,7 +21,9 @@ import { createDkimSigner } from './policy/dkim.ts';
 import { createPolicy } from './policy/index.ts';
 import { createLimits, redisCounters } from './policy/limits.ts';
 import { connectRedis } from './directory/cache.ts';
+import { createMetrics } from './metrics.ts';
 import { createQueue } from './queue/index.ts';
+import { createReadiness } from './readiness.ts';
 import type { Queue } from './queue/types.ts';
 import type { SrsKeys } from './route/srs.ts';
 
@@ -42,7 +44,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     mkdirSync(settled.mailboxes, { recursive: true, mode: 0o755 });
     log.warn({ mailboxes: settled.mailboxes }, 'mailbox base directory did not exist; created it');
   }
-  const directory = await createDirectory(settled, deps);
+  const metrics = createMetrics();
+  const directory = await createDirectory(settled, { ...deps, metrics });
   const queue = await createQueue({
     dir: settled.spool, lifetimeSeconds: settled.queue.lifetimeSeconds, hostname: settled.hostname,
     retryMinSeconds: settled.queue.retryMinSeconds, retryMaxSeconds: settled.queue.retryMaxSeconds,
@@ -67,19 +70,26 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     }
   }
   const replies = settled.cache.redis === '' ? diskReplyMemory(join(settled.spool, 'autoreply')) : redisReplyMemory(settled.cache, log);
-  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, programs, sweepTmp, log });
+  const runner: Runner = startDelivery(settled, { queue, directory, deliverToMaildir: createDeliverToMaildir({ recalculations }), ...remote, srs, replies, programs, sweepTmp, log, metrics });
+  metrics.probe({
+    queue: () => {
+      const messages = queue.list();
+      const active = messages.filter((m) => m.active).length;
+      return { active, deferred: messages.length - active };
+    },
+  });
   try {
-    if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log });
+    if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log, metrics });
     const shared = limitsRedis === null ? null : redisCounters(limitsRedis, `${settled.cache.keyPrefix}limits:`);
     const limits = createLimits(settled.limits, { shared, log });
     const submit = { authenticate: directory.authenticate, directory, limits, dkim: createDkimSigner(settled.dkim) };
     if (settled.listen.submission !== '') {
       if (settled.smtp.tls.cert === '') log.warn('listen.submission without smtp.tls: AUTH is refused (no STARTTLS), except from loopback with submission.allowPlaintextAuthOnLoopback');
-      servers.submission = await startSmtp(settled, settled.listen.submission, { policy, queue, log, submit }, 'submission');
+      servers.submission = await startSmtp(settled, settled.listen.submission, { policy, queue, log, submit, metrics }, 'submission');
     }
     if (settled.listen.submissions !== '') {
       if (settled.smtp.tls.cert === '') log.warn('listen.submissions needs smtp.tls.cert and smtp.tls.key; not started');
-      else servers.submissions = await startSmtp(settled, settled.listen.submissions, { policy, queue, log, submit }, 'submissions');
+      else servers.submissions = await startSmtp(settled, settled.listen.submissions, { policy, queue, log, submit, metrics }, 'submissions');
     }
     const tls = settled.smtp.tls.cert === '' ? null : { cert: readFileSync(settled.smtp.tls.cert), key: readFileSync(settled.smtp.tls.key) };
     const inUse = new Set<string>();
@@ -110,7 +120,11 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       }, { authenticate: directory.authenticate, limits, log, registry });
     }
     // validateConfig already refused a non-loopback admin address without a token.
-    if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log });
+    const ready = createReadiness({
+      directoryPing: () => directory.ping(), spool: settled.spool, staleIfErrorSeconds: settled.cache.staleIfErrorSeconds,
+      listeners: () => Object.fromEntries(Object.entries(servers).filter(([name]) => name !== 'admin').map(([name, server]) => [name, server.port])),
+    });
+    if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log, metrics, ready });
   } catch (err) {
     await Promise.all(Object.values(servers).map((server) => server.close()));
     limitsRedis?.disconnect();

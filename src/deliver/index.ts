@@ -17,6 +17,7 @@ import type { HostResolver, NextHop } from './mx.ts';
 import { programArgv, runProgram, toLf } from './program.ts';
 import type { ReplyMemory } from './reply-memory.ts';
 import { Semaphore } from './semaphore.ts';
+import { countOutcomes, type Metrics } from '../metrics.ts';
 import type { SmtpAgent } from './smtp.ts';
 import type { DeliverToMaildir } from './types.ts';
 
@@ -43,6 +44,8 @@ export interface DeliveryDeps {
   log: Logger;
   /** Epoch ms, for SRS day numbers; tests may pass a fake clock. */
   clock?: () => number;
+  /** Delivery counters and latencies for /metrics. */
+  metrics?: Metrics;
 }
 
 /** The trace field a message gets each time it is passed to another cluster node (reference §4.2). */
@@ -125,7 +128,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
       // The stored message cannot be read (EIO, EMFILE …): every recipient waits for the next try.
       const error = temporary('4.3.0', 'queued message unreadable, try again later', err);
       log.error({ queueId: message.id, err: (err as Error).message }, 'cannot read the queued message');
-      await deps.queue.settle(message.id, message.pending.map((recipient) => ({ recipient, ok: false as const, error })));
+      await settle(message, message.pending.map((recipient) => ({ recipient, ok: false as const, error })), 'none');
       return;
     }
     const body = (): Readable => (whole !== null ? Readable.from([whole]) : deps.queue.open(message.id));
@@ -141,7 +144,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
     const hops = fields.get('received')!.length + fields.get('delivered-to')!.length;
     if (hops > config.smtp.maxReceivedHeaders + 1) {
       const error = permanent('5.4.6', `mail loop: ${hops} Received and Delivered-To fields`);
-      await deps.queue.settle(message.id, message.pending.map((recipient) => failed(message, recipient, error)));
+      await settle(message, message.pending.map((recipient) => failed(message, recipient, error)), 'none');
       return;
     }
     const outcomes: Outcome[] = [];
@@ -150,8 +153,15 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
       const outcome = await deliverOne(attempt, recipient, groups);
       if (outcome !== null) outcomes.push(outcome);
     }
-    const remote = await Promise.all([...groups.values()].map((group) => sendGroup(attempt, group)));
-    await deps.queue.settle(message.id, [...outcomes, ...remote.flat()]);
+    const remote = (await Promise.all([...groups.values()].map((group) => sendGroup(attempt, group)))).flat();
+    countOutcomes(deps.metrics, outcomes, 'local', message.queuedAt);
+    countOutcomes(deps.metrics, remote, 'smtp', message.queuedAt);
+    await deps.queue.settle(message.id, [...outcomes, ...remote]);
+  }
+
+  async function settle(message: QueuedMessage, outcomes: Outcome[], transport: 'none'): Promise<void> {
+    countOutcomes(deps.metrics, outcomes, transport, message.queuedAt);
+    await deps.queue.settle(message.id, outcomes);
   }
 
   /** Local work is done here; a recipient for an SMTP hop joins its group and gets its outcome later (null). */

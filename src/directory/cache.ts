@@ -23,6 +23,8 @@ export interface ResolutionCache {
   get(key: string, load: () => Promise<Resolution>): Promise<Lookup>;
   /** Drop one key, or everything, from both tiers and from every other node's memory tier. */
   flush(key?: string): Promise<void>;
+  /** 1 when Redis is connected, 0 when configured but not; null without Redis. */
+  redisUp(): number | null;
   close(): Promise<void>;
 }
 
@@ -139,7 +141,7 @@ export function createCache(config: CacheConfig, deps: CacheDeps): ResolutionCac
     subscriber?.disconnect();
   }
 
-  return { ready, get, flush, close };
+  return { ready, get, flush, close, redisUp: () => (redis === null ? null : redis.status === 'ready' ? 1 : 0) };
 }
 
 /**

@@ -6,6 +6,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, type Config } from '../config.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Address } from '../mail.ts';
 import { createAuthenticator } from './auth.ts';
 import { createCache } from './cache.ts';
@@ -25,6 +26,8 @@ export interface DirectoryHandle extends Directory {
   readonly resolver: Resolver;
   /** The URL of the embedded server when one was started, else null. */
   readonly embeddedUrl: string | null;
+  /** Resolves when a directory server answers (its root DSE); a temporary MailError when none does. */
+  ping(): Promise<void>;
 }
 
 /** The package root: src/directory/ and dist/directory/ both sit two levels below it. */
@@ -35,7 +38,7 @@ function embeddedSecret(): string {
   return `embedded-${process.pid}-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
 }
 
-export async function createDirectory(config: Config, deps: { log: Logger; baseDir?: string }): Promise<DirectoryHandle> {
+export async function createDirectory(config: Config, deps: { log: Logger; baseDir?: string; metrics?: Metrics }): Promise<DirectoryHandle> {
   const log = deps.log.child({ component: 'directory' });
   const d = config.directory;
   const base = deps.baseDir ?? process.cwd();
@@ -88,6 +91,19 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
   await cache.ready();
 
   async function lookup(address: Address): Promise<Lookup> {
+    const started = performance.now();
+    try {
+      const found = await lookupKey(address);
+      deps.metrics?.lookups.inc({ result: found.resolution.kind, tier: found.source });
+      deps.metrics?.lookupLatency.observe({ tier: found.source }, (performance.now() - started) / 1000);
+      return found;
+    } catch (err) {
+      deps.metrics?.lookups.inc({ result: 'error', tier: 'ldap' });
+      throw err;
+    }
+  }
+
+  async function lookupKey(address: Address): Promise<Lookup> {
     const key = resolver.key(address);
     if (key === null) return { resolution: { kind: 'unknown', tried: [] }, source: 'ldap' };
     // The Redis tier is shared by every node, so what depends on the node is never cached: the
@@ -103,9 +119,17 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     inChain: d.ad.inChain, disabledAs: d.ad.disabledAs, memberRangeSize: d.ad.memberRangeSize,
   }, { pool, resolve: resolveRecipient, log });
 
+  deps.metrics?.probe({
+    ldap: () => pool.stats(),
+    ...(config.cache.redis === '' ? {} : { redis: () => cache.redisUp() ?? 0 }),
+  });
+
   return {
     resolver,
     embeddedUrl: embedded?.url ?? null,
+    async ping() {
+      await pool.rootDse('namingContexts');
+    },
     lookup,
     resolveRecipient,
     expandGroup: async (group) => (await groups.expand(group)).addresses,

@@ -27,6 +27,8 @@ export interface LdapPool {
   verifyBind(dn: string, password: string): Promise<boolean>;
   /** The root DSE's values of `attribute` (supportedCapabilities, say); [] when it has none. */
   rootDse(attribute: string): Promise<string[]>;
+  /** Connections open now and operations in flight on them. */
+  stats(): { open: number; inFlight: number };
   close(): Promise<void>;
 }
 
@@ -312,7 +314,14 @@ export function createLdapPool(options: PoolOptions): LdapPool {
     }));
   }
 
-  return { search, verifyBind, rootDse, close };
+  function stats() {
+    return {
+      open: slots.filter((s) => s.client !== null && s.client.isConnected).length,
+      inFlight: slots.reduce((sum, s) => sum + s.inFlight, 0),
+    };
+  }
+
+  return { search, verifyBind, rootDse, stats, close };
 }
 
 function toLdapEntry(entry: { dn: string; [attribute: string]: unknown }): LdapEntry {

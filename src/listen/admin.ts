@@ -1,10 +1,12 @@
 // The admin HTTP listener (listen.admin, loopback by default): the JSON queue API `ldapmta queue`
-// uses, and /healthz. A bearer token is required when admin.token is set (and start-up refuses a
-// non-loopback address without one). Decides nothing about mail; it calls the queue's controls.
+// uses, /metrics (Prometheus text), /healthz (the process answers) and /readyz (it can take mail).
+// A bearer token is required when admin.token is set (and start-up refuses a non-loopback address
+// without one). Decides nothing about mail; it calls the queue's controls and the checks it is given.
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { HostPort } from '../config.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import { isMessageId } from '../queue/id.ts';
 import type { QueueControl } from '../queue/types.ts';
 import { listenOn } from './bind.ts';
@@ -14,14 +16,29 @@ export interface AdminDeps {
   readonly queue: QueueControl;
   readonly token: string;
   readonly log: Logger;
+  readonly metrics?: Metrics;
+  /** The readiness checks; each names what failed. Absent: always ready. */
+  readonly ready?: () => Promise<Readiness>;
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  /** One entry per check: "ok", or what is wrong. */
+  readonly checks: Readonly<Record<string, string>>;
 }
 
 type Reply = { status: number; body: unknown };
 
-/** The queue API as a pure-ish router: method and path in, status and JSON out. */
-export async function route(method: string, path: string, queue: QueueControl): Promise<Reply> {
+/** The admin API as a pure-ish router: method and path in, status and JSON out. */
+export async function route(method: string, path: string, deps: Pick<AdminDeps, 'queue' | 'ready'>): Promise<Reply> {
+  const { queue } = deps;
   const parts = path.split('?')[0]!.split('/').filter((p) => p !== '');
   if (parts.length === 1 && parts[0] === 'healthz') return method === 'GET' ? { status: 200, body: { ok: true } } : notAllowed();
+  if (parts.length === 1 && parts[0] === 'readyz') {
+    if (method !== 'GET') return notAllowed();
+    const readiness = deps.ready === undefined ? { ready: true, checks: {} } : await deps.ready();
+    return { status: readiness.ready ? 200 : 503, body: readiness };
+  }
   if (parts[0] !== 'queue') return { status: 404, body: { error: 'no such endpoint' } };
   if (parts.length === 1) {
     if (method !== 'GET') return notAllowed();
@@ -73,7 +90,17 @@ export async function startAdmin(where: HostPort, deps: AdminDeps): Promise<Serv
       send({ status: 401, body: { error: 'a bearer token is required' } });
       return;
     }
-    route(req.method ?? 'GET', req.url ?? '/', deps.queue).then((reply) => {
+    if (deps.metrics !== undefined && (req.url ?? '').split('?')[0] === '/metrics' && req.method === 'GET') {
+      deps.metrics.render().then((text) => {
+        res.writeHead(200, { 'content-type': deps.metrics!.contentType, 'cache-control': 'no-store' });
+        res.end(text);
+      }, (err: unknown) => {
+        log.error({ err: (err as Error).message }, 'metrics could not be rendered');
+        send({ status: 500, body: { error: 'metrics could not be rendered' } });
+      });
+      return;
+    }
+    route(req.method ?? 'GET', req.url ?? '/', deps).then((reply) => {
       if (req.method !== 'GET') log.info({ method: req.method, path: req.url, status: reply.status }, 'admin request');
       send(reply);
     }, (err: unknown) => {

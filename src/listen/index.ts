@@ -27,7 +27,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
   if (mode === 'submissions' && tls === null) throw new Error('listen.submissions needs smtp.tls.cert and smtp.tls.key');
   const submission = mode !== 'mx';
   const log = deps.log.child({ component: mode === 'mx' ? 'smtp' : mode });
-  const hooks = createSessionHooks(config, { ...deps, log });
+  const hooks = createSessionHooks(config, { ...deps, log, listener: mode === 'mx' ? 'smtp' : mode });
   const server = new SMTPServer({
     name: config.hostname,
     banner: 'ldapmta ESMTP',

@@ -7,6 +7,7 @@ import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 
 import type { Config } from '../config.ts';
 import type { Resolution } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import { type Address, asMailError, type ClientInfo, formatAddress, MailError, parseAddress, permanent } from '../mail.ts';
 import type { Policy } from '../policy/index.ts';
 import type { Queue } from '../queue/types.ts';
@@ -29,6 +30,9 @@ export interface SessionDeps {
   readonly log: Logger;
   /** Present on the submission ports: logins, limits and signing. */
   readonly submit?: SubmitDeps;
+  /** Counters for /metrics, labelled with `listener` (smtp, submission, submissions). */
+  readonly metrics?: Metrics;
+  readonly listener?: string;
 }
 
 /** An error smtp-server sends as "<reply> <status> <text>". */
@@ -37,7 +41,8 @@ export function smtpError(err: MailError): Error & { responseCode: number } {
 }
 
 export function createSessionHooks(config: Config, deps: SessionDeps) {
-  const { policy, queue, log } = deps;
+  const { policy, queue, log, metrics } = deps;
+  const listener = deps.listener ?? 'smtp';
   const transactions = new WeakMap<SMTPServerSession, Transaction>();
   const perIp = new Map<string, number>();
   /** Sessions counted in perIp: smtp-server also calls onClose for connections it refused itself. */
@@ -62,6 +67,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     const fields = { sessionId: session.id, ip: session.remoteAddress, status: mailError.status, ...extra };
     if (mailError === err) log.info(fields, `${what} refused: ${mailError.message}`);
     else log.error({ ...fields, err: (err as Error)?.message }, `${what} failed`);
+    metrics?.rejected.inc({ listener, stage: what, status: mailError.status });
     callback(smtpError(mailError));
   }
 
@@ -69,8 +75,11 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     const count = (perIp.get(session.remoteAddress) ?? 0) + 1;
     perIp.set(session.remoteAddress, count);
     counted.add(session);
+    metrics?.connections.inc({ listener });
+    metrics?.sessions.inc({ listener });
     if (count > config.smtp.maxConnectionsPerIp) {
       log.info({ sessionId: session.id, ip: session.remoteAddress, count }, 'too many connections from one address');
+      metrics?.rejected.inc({ listener, stage: 'connect', status: '4.7.0' });
       callback(smtpError(new MailError('temporary', '4.7.0', 'too many connections from your address', { reply: 421 })));
       return;
     }
@@ -79,12 +88,14 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
 
   function onClose(session: SMTPServerSession): void {
     if (!counted.delete(session)) return;
+    metrics?.sessions.dec({ listener });
     const count = (perIp.get(session.remoteAddress) ?? 1) - 1;
     if (count <= 0) perIp.delete(session.remoteAddress);
     else perIp.set(session.remoteAddress, count);
   }
 
-  const submit = deps.submit === undefined ? null : createSubmitHooks(config, { ...deps.submit, queue, log, fail });
+  const accepted = () => metrics?.accepted.inc({ listener });
+  const submit = deps.submit === undefined ? null : createSubmitHooks(config, { ...deps.submit, queue, log, fail, accepted });
 
   function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
     let sender: Address | null = null;
@@ -169,6 +180,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     queue.accept(envelope, body).then((queueId) => {
       // Durable now (the queue resolved after fsync and rename): only now may we say 250.
       log.info({ queueId, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender), recipients: envelope.recipients.length, size: stream.byteLength, ms: Date.now() - started }, 'received');
+      accepted();
       callback(null, `2.6.0 Ok: queued as ${queueId}`);
     }, async (err: unknown) => {
       // The queue may have stopped reading mid-message (a disk error): unhook the checker so the

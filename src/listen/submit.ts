@@ -31,6 +31,8 @@ interface HookDeps extends SubmitDeps {
   readonly queue: Queue;
   readonly log: Logger;
   readonly fail: (callback: Callback, err: unknown, session: SMTPServerSession, what: string, extra?: Record<string, unknown>) => void;
+  /** A message was queued (for the metrics). */
+  readonly accepted?: () => void;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -159,7 +161,10 @@ export function createSubmitHooks(config: Config, deps: HookDeps) {
       if (failure !== null) throw failure;
       return submitMessage(Buffer.concat(chunks), session, ctx.client);
     }).then(
-      (queueId) => callback(null, `2.6.0 Ok: queued as ${queueId}`),
+      (queueId) => {
+        deps.accepted?.();
+        callback(null, `2.6.0 Ok: queued as ${queueId}`);
+      },
       (err: unknown) => deps.fail(callback, err, session, 'message', { size: stream.byteLength }),
     );
   }
