@@ -178,7 +178,9 @@ describe('recipients from Active Directory (profile ad)', () => {
     }
   });
 
-  test('the Global Catalog port (3268) answers the same lookups', async () => {
+  test('the Global Catalog port (3268) answers the same lookups, also searched forest-wide (baseDN "")', async () => {
+    const forest = await directoryWith({ urls: [dc.gcUrl], baseDN: '' });
+    assert.equal((await resolve(forest, 'bob@example.test')).kind, 'mailbox');
     const gc = await directoryWith({ urls: [dc.gcUrl] });
     const alice = await resolve(gc, 'a.smith@example.test');
     assert.equal(alice.kind === 'mailbox' && alice.dn, `CN=Alice Smith,CN=Users,${dc.baseDN}`);
