@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The ldapmta command: serve, check-config, lookup ADDRESS [--json], cache flush [ADDRESS],
-// queue list|show|flush|retry|delete|bounce (through the running server's admin API).
+// queue list|show|flush|retry|delete|bounce|hold|release (through the running server's admin API).
 // Parses arguments and prints; all work is done by the parts main.ts and directory/ build.
 import { parseArgs } from 'node:util';
 import { ConfigError, configPath, loadConfig, parseHostPort, type Config } from './config.ts';
@@ -29,7 +29,9 @@ const USAGE = `usage: ldapmta <command> [--config FILE]
   queue flush [ID]        try every deferred message (or one) now
   queue retry ID          the same for one message
   queue delete ID         remove a message without a bounce
-  queue bounce ID         return a message to its sender now (5.0.0)`;
+  queue bounce ID         return a message to its sender now (5.0.0)
+  queue hold ID           keep a message without delivering it (as postsuper -h)
+  queue release ID        deliver a held message again, now (as postsuper -H)`;
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -191,10 +193,16 @@ async function flush(config: Config, text: string | undefined): Promise<number> 
 }
 
 /** `ldapmta queue …` over the admin API of the server this config describes. */
+/** What a successful queue verb prints after the id. */
+const DONE: Readonly<Record<string, string>> = {
+  flush: 'scheduled for delivery now', retry: 'scheduled for delivery now', delete: 'deleted', bounce: 'returned to the sender',
+  hold: 'on hold', release: 'released: scheduled for delivery now',
+};
+
 async function queueCommand(config: Config, args: string[], json: boolean): Promise<number> {
   const [verb, id, extra] = args;
   if (extra !== undefined) return usage('too many arguments');
-  const needsId = verb === 'show' || verb === 'retry' || verb === 'delete' || verb === 'bounce';
+  const needsId = verb === 'show' || verb === 'retry' || verb === 'delete' || verb === 'bounce' || verb === 'hold' || verb === 'release';
   if (needsId && id === undefined) return usage(`queue ${verb} takes a queue ID`);
   const request: Record<string, [string, string]> = {
     list: ['GET', '/queue'],
@@ -203,9 +211,11 @@ async function queueCommand(config: Config, args: string[], json: boolean): Prom
     retry: ['POST', `/queue/${id}/flush`],
     delete: ['DELETE', `/queue/${id}`],
     bounce: ['POST', `/queue/${id}/bounce`],
+    hold: ['POST', `/queue/${id}/hold`],
+    release: ['POST', `/queue/${id}/release`],
   };
   const chosen = verb === undefined ? undefined : request[verb];
-  if (chosen === undefined || (verb === 'list' && id !== undefined)) return usage('expected: queue list|show ID|flush [ID]|retry ID|delete ID|bounce ID');
+  if (chosen === undefined || (verb === 'list' && id !== undefined)) return usage('expected: queue list|show ID|flush [ID]|retry ID|delete ID|bounce ID|hold ID|release ID');
   const where = config.listen.admin === '' ? null : parseHostPort(config.listen.admin);
   if (where === null) {
     process.stderr.write('ldapmta: listen.admin is not set: the queue commands talk to the running server through it\n');
@@ -237,7 +247,7 @@ async function queueCommand(config: Config, args: string[], json: boolean): Prom
   else if (verb === 'list') process.stdout.write(describeQueue((body.messages ?? []) as QueueEntryView[]));
   else if (verb === 'show') process.stdout.write(describeQueue([body as unknown as QueueEntryView]));
   else if (verb === 'flush' && id === undefined) process.stdout.write(`${String(body.flushed)} message(s) scheduled for delivery now\n`);
-  else process.stdout.write(`${id}: ${verb === 'retry' || verb === 'flush' ? 'scheduled for delivery now' : verb === 'delete' ? 'deleted' : 'returned to the sender'}\n`);
+  else process.stdout.write(`${id}: ${DONE[verb!]}\n`);
   return EX_OK;
 }
 
@@ -247,7 +257,7 @@ export function describeQueue(messages: readonly QueueEntryView[]): string {
   const lines: string[] = [];
   let pending = 0;
   for (const m of messages) {
-    lines.push(`${m.id}${m.active ? '*' : ' '} ${String(m.size).padStart(9)} ${m.queuedAt}  <${m.sender}>`);
+    lines.push(`${m.id}${m.active ? '*' : m.held ? '!' : ' '} ${String(m.size).padStart(9)} ${m.queuedAt}  <${m.sender}>`);
     for (const r of m.recipients) {
       if (r.state === 'delivered') continue;
       if (r.state === 'pending') pending++;
@@ -256,7 +266,7 @@ export function describeQueue(messages: readonly QueueEntryView[]): string {
       lines.push(`    ${r.address}  ${r.state}, ${r.attempts} attempt(s)${when}${why}`);
     }
   }
-  lines.push(`-- ${messages.length} message(s), ${pending} recipient(s) pending (* = being delivered now)`);
+  lines.push(`-- ${messages.length} message(s), ${pending} recipient(s) pending (* = being delivered now, ! = on hold)`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -75,7 +75,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     queue: () => {
       const messages = queue.list();
       const active = messages.filter((m) => m.active).length;
-      return { active, deferred: messages.length - active };
+      const held = messages.filter((m) => m.held && !m.active).length;
+      return { active, held, deferred: messages.length - active - held };
     },
   });
   try {

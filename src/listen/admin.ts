@@ -62,6 +62,8 @@ export async function route(method: string, path: string, deps: Pick<AdminDeps, 
   if (parts.length === 3 && method !== 'POST') return notAllowed();
   if (parts.length === 3 && parts[2] === 'flush') return queue.flush(id) > 0 || queue.show(id) !== null ? { status: 200, body: { flushed: id } } : missing;
   if (parts.length === 3 && parts[2] === 'bounce') return (await queue.bounce(id)) ? { status: 200, body: { bounced: id } } : missing;
+  if (parts.length === 3 && parts[2] === 'hold') return (await queue.hold(id)) ? { status: 200, body: { held: id } } : missing;
+  if (parts.length === 3 && parts[2] === 'release') return (await queue.release(id)) ? { status: 200, body: { released: id } } : missing;
   return { status: 404, body: { error: 'no such endpoint' } };
 }
 

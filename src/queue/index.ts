@@ -313,6 +313,26 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     return true;
   }
 
+  /**
+   * Hold or release, recorded in the todo file so a restart keeps it. A message being delivered
+   * finishes its attempt; the hold applies from its next one. A released message is due at once.
+   */
+  async function setHeld(id: MessageId, held: boolean): Promise<boolean> {
+    const entry = index.get(id);
+    if (entry === undefined || entry.finishing) return false;
+    await serialize(entry, async () => {
+      if (index.get(id) !== entry || (entry.todo.held === true) === held) return;
+      const { held: _, ...rest } = entry.todo;
+      const todo = held ? { ...rest, held: true } : duePending(rest, clock());
+      await persist(todo);
+      entry.todo = todo;
+      entry.holdUntil = 0;
+      log.warn({ queueId: id }, held ? 'put on hold by the administrator' : 'released by the administrator');
+    });
+    if (!held) for (const listener of listeners) listener();
+    return index.has(id);
+  }
+
   function view(entry: Entry): QueueEntryView {
     const { todo } = entry;
     return {
@@ -322,6 +342,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       size: todo.size,
       active: entry.leased,
       warned: todo.warned === true,
+      held: todo.held === true,
       recipients: todo.recipients.map((r) => ({
         address: formatAddress(r.address), state: r.state, attempts: r.attempts,
         nextAttempt: new Date(r.nextAttempt).toISOString(), lastError: r.lastError,
@@ -337,7 +358,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       const out: QueuedMessage[] = [];
       for (const entry of index.values()) {
         if (out.length >= limit || closed) break;
-        if (entry.leased || entry.finishing || entry.holdUntil > t) continue;
+        if (entry.leased || entry.finishing || entry.holdUntil > t || entry.todo.held === true) continue;
         const pending = pendingOf(entry.todo);
         if (pending.length === 0) {
           void startFinish(entry); // a bounce that failed earlier, or state found at start-up
@@ -388,7 +409,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       const now = clock();
       let kicked = 0;
       for (const entry of id === undefined ? index.values() : [index.get(id)].filter((e): e is Entry => e !== undefined)) {
-        if (entry.finishing || pendingOf(entry.todo).length === 0) continue;
+        if (entry.finishing || entry.todo.held === true || pendingOf(entry.todo).length === 0) continue;
         entry.todo = duePending(entry.todo, now);
         entry.holdUntil = 0;
         kicked++;
@@ -404,6 +425,9 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     async bounce(id: MessageId): Promise<boolean> {
       return doom(id, 'bounce');
     },
+
+    hold: (id: MessageId) => setHeld(id, true),
+    release: (id: MessageId) => setHeld(id, false),
 
     async close(): Promise<void> {
       closed = true;

@@ -33,6 +33,8 @@ export interface TodoState {
   readonly recipients: readonly RecipientRecord[];
   /** A delay warning went to the sender already. */
   readonly warned?: boolean;
+  /** On hold by the administrator: not delivered, not expired, until released (postsuper -h). */
+  readonly held?: boolean;
 }
 
 const isoTime = z.iso.datetime().transform((s) => Date.parse(s));
@@ -55,6 +57,7 @@ const todoSchema = z.strictObject({
     lastError: z.strictObject({ status: z.string(), text: z.string(), reply: z.number().int().optional() }).nullable(),
   })).min(1),
   warned: z.boolean().optional(),
+  held: z.boolean().optional(),
 });
 
 export function newTodo(id: MessageId, envelope: Envelope, size: number, now: number): TodoState {
@@ -82,6 +85,7 @@ export function encodeTodo(todo: TodoState): string {
       state: r.state, attempts: r.attempts, nextAttempt: iso(r.nextAttempt), lastError: r.lastError,
     })),
     ...(todo.warned === true ? { warned: true } : {}),
+    ...(todo.held === true ? { held: true } : {}),
   }, null, 1)}\n`;
 }
 
@@ -96,6 +100,7 @@ export function decodeTodo(text: string, id: MessageId): TodoState {
   }));
   return {
     id, queuedAt: parsed.queuedAt, size: parsed.size, recipients, ...(parsed.warned === true ? { warned: true } : {}),
+    ...(parsed.held === true ? { held: true } : {}),
     envelope: {
       sender: parsed.envelope.sender, client: parsed.envelope.client,
       receivedAt: new Date(parsed.envelope.receivedAt), recipients: recipients.map((r) => r.address),

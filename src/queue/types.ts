@@ -54,6 +54,8 @@ export interface QueueEntryView {
   readonly active: boolean;
   /** A delay warning was sent. */
   readonly warned: boolean;
+  /** On hold by the administrator. */
+  readonly held: boolean;
   readonly recipients: readonly {
     readonly address: string;
     readonly state: 'pending' | 'delivered' | 'failed';
@@ -73,6 +75,9 @@ export interface QueueControl {
   remove(id: MessageId): Promise<boolean>;
   /** Fail every pending recipient (5.0.0) and bounce to the sender; false when there is no such message. */
   bounce(id: MessageId): Promise<boolean>;
+  /** Put a message on hold (kept, never attempted or expired) or release it (due now); false when there is no such message. */
+  hold(id: MessageId): Promise<boolean>;
+  release(id: MessageId): Promise<boolean>;
 }
 
 export interface QueueConfig {

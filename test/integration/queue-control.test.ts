@@ -2,7 +2,9 @@
 // through the admin HTTP API (bearer token when set), and the one delay warning per message.
 // Messages are held by a remote domain whose DNS never answers (the harness's closed DNS port).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cli, showCli } from '../harness/cli.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
@@ -100,6 +102,28 @@ describe('queue control through the admin API', () => {
     assert.match(dsn!.body, /returned to the sender by the administrator/);
     for (const id of [a, b]) assert.equal((await cli(['queue', 'show', id], env())).code, 1, `${id} is gone`);
     assert.deepEqual(await messagesWith(server.maildir('bob'), deleted), [], 'no DSN for the deleted message');
+  });
+
+  test('hold keeps a message out of flush and retries (recorded in its todo file, "!" in the list); release makes it due at once', async () => {
+    const id = await queueOne(server, marker('hold'));
+    await waitFor('the first attempt', async () => (await show(id)).recipients[0]!.attempts >= 1, 10_000);
+    const held = await cli(['queue', 'hold', id], env());
+    assert.equal(held.code, 0, showCli(held));
+    assert.equal(held.stdout, `${id}: on hold\n`);
+    assert.equal((JSON.parse((await cli(['queue', 'show', id, '--json'], env())).stdout) as { held: boolean }).held, true);
+    assert.match((await cli(['queue', 'show', id], env())).stdout, new RegExp(`^${id}! `, 'm'));
+    const todo = JSON.parse(readFileSync(join(server.config.spool, 'todo', `${id}.json`), 'utf8')) as { held?: boolean };
+    assert.equal(todo.held, true, 'the hold survives a restart');
+    const attempts = (await show(id)).recipients[0]!.attempts;
+    assert.equal((await cli(['queue', 'flush'], env())).code, 0);
+    assert.equal((await cli(['queue', 'retry', id], env())).code, 0);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await show(id)).recipients[0]!.attempts, attempts, 'no attempt while held');
+    const released = await cli(['queue', 'release', id], env());
+    assert.equal(released.code, 0, showCli(released));
+    await waitFor('an attempt after the release', async () => (await show(id)).recipients[0]!.attempts > attempts, 10_000);
+    assert.equal((JSON.parse(readFileSync(join(server.config.spool, 'todo', `${id}.json`), 'utf8')) as { held?: boolean }).held, undefined);
+    assert.equal((await cli(['queue', 'hold', '01k90ucons0000eguk0v'], env())).code, 1, 'unknown ID');
   });
 
   test('exit codes a script can rely on: unknown ID 1, bad usage 64, no server 69', async () => {

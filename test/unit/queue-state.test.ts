@@ -106,3 +106,10 @@ test('the delay-warning mark round-trips and is absent from files that never war
   assert.doesNotMatch(encodeTodo(fresh()), /warned/);
   assert.equal(decodeTodo(encodeTodo(fresh()), id).warned, undefined);
 });
+
+test('the hold mark round-trips and is absent from files that were never held', () => {
+  const held: TodoState = { ...fresh(), held: true };
+  assert.deepEqual(decodeTodo(encodeTodo(held), id), held);
+  assert.doesNotMatch(encodeTodo(fresh()), /held/);
+  assert.equal(decodeTodo(encodeTodo(fresh()), id).held, undefined);
+});
