@@ -10,7 +10,7 @@ import { type Address, formatAddress, parseAddress, temporary } from '../mail.ts
 import { withoutUid } from './entry.ts';
 import { escapeFilterValue } from './escape.ts';
 import type { LdapEntry, LdapPool } from './pool.ts';
-import { entryAddresses, GROUP_OF_NAMES_MEMBERS, type Profile } from './profiles.ts';
+import { accountDisabled, entryAddresses, GROUP_OF_NAMES_MEMBERS, type Profile } from './profiles.ts';
 import type { GroupResolution, Resolution } from './types.ts';
 
 export interface GroupMembers {
@@ -177,7 +177,7 @@ export function createGroups(options: GroupOptions, deps: GroupDeps): Groups {
       }
       const mail = entryAddresses(profile, entry.attrs).primary;
       if (mail === null) return; // qmail-ldap skips members without mail
-      if (leaveOutDisabled && (Number(entry.attrs.get(profile.accountControl!.toLowerCase())?.[0] ?? 0) & 2) === 2) return;
+      if (leaveOutDisabled && accountDisabled(profile, entry.attrs)) return;
       dns.add(normalizeDn(entry.dn));
       add(mail);
     }

@@ -284,6 +284,12 @@ export function entryAddresses(profile: Profile, attrs: Attributes): EntryAddres
   return { primary, all, problem };
 }
 
+/** AD's ACCOUNTDISABLE bit (0x2) of userAccountControl is set; false for profiles without one. Pure. */
+export function accountDisabled(profile: Profile, attrs: Attributes): boolean {
+  const control = values(attrs, profile.accountControl)[0];
+  return control !== undefined && /^\d+$/.test(control) && (Number(control) & 2) === 2;
+}
+
 /** Which attribute of the entry holds `address` (for `ldapmta lookup`), e.g. "proxyAddresses (smtp:)"; null if none. Pure. */
 export function attributeHolding(profile: Profile, attrs: Attributes, address: string): string | null {
   const wanted = address.toLowerCase();
