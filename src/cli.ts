@@ -8,7 +8,7 @@ import { createDirectory } from './directory/index.ts';
 import type { Lookup } from './directory/types.ts';
 import { createLogger, type Logger } from './log.ts';
 import { MailError, parseAddress } from './mail.ts';
-import { start } from './main.ts';
+import { start, type Running } from './main.ts';
 import type { QueueEntryView } from './queue/types.ts';
 
 // sysexits(3), as Postfix and qmail tools use them.
@@ -31,7 +31,8 @@ const USAGE = `usage: ldapmta <command> [--config FILE]
   queue delete ID         remove a message without a bounce
   queue bounce ID         return a message to its sender now (5.0.0)
   queue hold ID           keep a message without delivering it (as postsuper -h)
-  queue release ID        deliver a held message again, now (as postsuper -H)`;
+  queue release ID        deliver a held message again, now (as postsuper -H)
+  reload [--json]         have the running server read its configuration again (as SIGHUP)`;
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -61,7 +62,10 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   switch (command) {
-    case 'serve': return serve(config);
+    case 'serve': return serve(config, configPath(parsed.values.config));
+    case 'reload':
+      if (rest.length !== 0) return usage('reload takes no arguments');
+      return reloadCommand(config, parsed.values.json === true);
     case 'check-config': return checkConfig(config);
     case 'lookup':
       if (rest.length !== 1) return usage('lookup takes exactly one ADDRESS');
@@ -86,16 +90,28 @@ function toolLogger(config: Config): Logger {
   return createLogger({ level: config.log.level === 'silent' ? 'silent' : 'warn', destination: process.stderr });
 }
 
-async function serve(config: Config): Promise<number> {
+async function serve(config: Config, path: string | null): Promise<number> {
   const log = createLogger({ level: config.log.level });
-  let running;
+  let running: Running | null = null;
+  // SIGHUP and `ldapmta reload` read the same file again; an invalid one changes nothing.
+  const reload = async () => {
+    if (running === null) throw new Error('still starting');
+    return running.reload(loadConfig(path));
+  };
   try {
-    running = await start(config, { log });
+    running = await start(config, { log, reload });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`ldapmta: ${err.message}\n`);
     return EX_CONFIG;
   }
+  const onHup = () => {
+    reload().catch((err: unknown) => {
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      log.error({ problems }, 'configuration not reloaded; the server runs on as before');
+    });
+  };
+  process.on('SIGHUP', onHup);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');
@@ -104,7 +120,30 @@ async function serve(config: Config): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  process.off('SIGHUP', onHup);
   await running.stop();
+  return EX_OK;
+}
+
+/** `ldapmta reload`: what SIGHUP does, asked through the admin API (works where signals cannot reach, e.g. another container). */
+async function reloadCommand(config: Config, json: boolean): Promise<number> {
+  const answer = await adminRequest(config, 'POST', '/reload');
+  if (typeof answer === 'number') return answer;
+  const { status, body } = answer;
+  if (status === 422) {
+    process.stderr.write(`ldapmta: ${String(body.error)}:\n  ${((body.problems ?? []) as string[]).join('\n  ')}\n`);
+    return EX_CONFIG;
+  }
+  if (status !== 200) {
+    process.stderr.write(`ldapmta: the server answered ${status}: ${String(body.error ?? '')}\n`);
+    return status === 401 ? EX_CONFIG : EX_TEMPFAIL;
+  }
+  if (json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+  else {
+    const restart = (body.restartNeeded ?? []) as string[];
+    process.stdout.write(`reloaded: ${((body.applied ?? []) as string[]).join('; ')}\n`);
+    if (restart.length > 0) process.stdout.write(`changed, taking effect at the next restart: ${restart.join(', ')}\n`);
+  }
   return EX_OK;
 }
 
@@ -193,6 +232,32 @@ async function flush(config: Config, text: string | undefined): Promise<number> 
 }
 
 /** `ldapmta queue …` over the admin API of the server this config describes. */
+/**
+ * One request to the running server's admin API (listen.admin, with admin.token): its status and
+ * JSON body, or the exit code when it cannot be asked (not configured 78, not reachable 69).
+ */
+async function adminRequest(config: Config, method: string, path: string): Promise<{ status: number; body: Record<string, unknown> } | number> {
+  const where = config.listen.admin === '' ? null : parseHostPort(config.listen.admin);
+  if (where === null) {
+    process.stderr.write('ldapmta: listen.admin is not set: this command talks to the running server through it\n');
+    return EX_CONFIG;
+  }
+  const host = where.host === '0.0.0.0' ? '127.0.0.1' : where.host === '::' ? '::1' : where.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${where.port}${encodeURI(path)}`;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers: config.admin.token === '' ? {} : { authorization: `Bearer ${config.admin.token}` },
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (err) {
+    process.stderr.write(`ldapmta: cannot reach the server at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
+    return EX_UNAVAILABLE;
+  }
+  return { status: response.status, body: await response.json().catch(() => ({})) as Record<string, unknown> };
+}
+
 /** What a successful queue verb prints after the id. */
 const DONE: Readonly<Record<string, string>> = {
   flush: 'scheduled for delivery now', retry: 'scheduled for delivery now', delete: 'deleted', bounce: 'returned to the sender',
@@ -216,32 +281,16 @@ async function queueCommand(config: Config, args: string[], json: boolean): Prom
   };
   const chosen = verb === undefined ? undefined : request[verb];
   if (chosen === undefined || (verb === 'list' && id !== undefined)) return usage('expected: queue list|show ID|flush [ID]|retry ID|delete ID|bounce ID|hold ID|release ID');
-  const where = config.listen.admin === '' ? null : parseHostPort(config.listen.admin);
-  if (where === null) {
-    process.stderr.write('ldapmta: listen.admin is not set: the queue commands talk to the running server through it\n');
-    return EX_CONFIG;
-  }
-  const host = where.host === '0.0.0.0' ? '127.0.0.1' : where.host === '::' ? '::1' : where.host;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${where.port}${encodeURI(chosen[1])}`;
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      method: chosen[0],
-      headers: config.admin.token === '' ? {} : { authorization: `Bearer ${config.admin.token}` },
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (err) {
-    process.stderr.write(`ldapmta: cannot reach the server at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
-    return EX_UNAVAILABLE;
-  }
-  const body = await response.json().catch(() => ({})) as Record<string, unknown>;
-  if (response.status === 404) {
+  const answer = await adminRequest(config, chosen[0], chosen[1]);
+  if (typeof answer === 'number') return answer;
+  const { status, body } = answer;
+  if (status === 404) {
     process.stderr.write(`ldapmta: ${String(body.error ?? 'not found')}\n`);
     return EX_NOTFOUND;
   }
-  if (!response.ok) {
-    process.stderr.write(`ldapmta: the server answered ${response.status}: ${String(body.error ?? '')}\n`);
-    return response.status === 401 ? EX_CONFIG : EX_TEMPFAIL;
+  if (status < 200 || status > 299) {
+    process.stderr.write(`ldapmta: the server answered ${status}: ${String(body.error ?? '')}\n`);
+    return status === 401 ? EX_CONFIG : EX_TEMPFAIL;
   }
   if (json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
   else if (verb === 'list') process.stdout.write(describeQueue((body.messages ?? []) as QueueEntryView[]));

@@ -295,6 +295,12 @@ export const configSchema = z.strictObject({
     /** Days a rewritten address stays valid for bounces (postsrsd: 21). */
     maxAgeDays: z.number().int().min(1).max(1000).default(21),
   }).prefault({}),
+  shutdown: z.strictObject({
+    /** On SIGTERM, sessions in progress get this long to finish before they are told 421 4.3.2 and closed. */
+    graceSeconds: z.number().int().min(0).max(600).default(5),
+    /** Then deliveries in flight get this long; what is still unfinished is simply retried at the next start (nothing is lost). */
+    deliveryWaitSeconds: z.number().int().min(0).max(3600).default(60),
+  }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),
@@ -316,6 +322,16 @@ const checkedSchema = configSchema.superRefine((config, ctx) => {
 });
 
 export type Config = z.output<typeof configSchema>;
+
+/** The dotted keys whose values differ between two configurations (secrets compared, never shown). Pure. */
+export function changedKeys(before: unknown, after: unknown, prefix = ''): string[] {
+  const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isMap(before) && isMap(after)) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
+    return keys.flatMap((k) => changedKeys(before[k], after[k], prefix === '' ? k : `${prefix}.${k}`));
+  }
+  return JSON.stringify(before) === JSON.stringify(after) ? [] : [prefix];
+}
 export type DirectoryConfig = Config['directory'];
 export type CacheConfig = Config['cache'];
 

@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, parseHostPort, type Config } from './config.ts';
+import { createSecureContext } from 'node:tls';
+import { changedKeys, ConfigError, parseHostPort, type Config } from './config.ts';
 import { startDelivery, type Runner } from './deliver/index.ts';
 import { createDeliverToMaildir, quotaCheckBelow, sweepTmp } from './deliver/maildir.ts';
 import { unprivilegedUser } from './deliver/program.ts';
@@ -32,10 +33,26 @@ export interface Running {
   readonly queue: Queue;
   /** Port of each listener that was started, by its config name. */
   readonly ports: Readonly<Record<string, number>>;
+  /**
+   * SIGHUP and `ldapmta reload`: take a new, already valid configuration without dropping a
+   * connection or a message. This process's cache is emptied and the TLS certificate and key are
+   * read again (renewals); other changed keys are named as needing a restart.
+   */
+  reload(next: Config): Promise<ReloadReport>;
   stop(): Promise<void>;
 }
 
-export async function start(config: Config, deps: { log: Logger; baseDir?: string }): Promise<Running> {
+export interface ReloadReport {
+  /** What the reload did. */
+  readonly applied: readonly string[];
+  /** Changed keys that only a restart applies. */
+  readonly restartNeeded: readonly string[];
+}
+
+/** Keys a reload applies by itself: the certificate files are read again whatever their names. */
+const RELOADABLE = new Set(['smtp.tls.cert', 'smtp.tls.key']);
+
+export async function start(config: Config, deps: { log: Logger; baseDir?: string; reload?: () => Promise<ReloadReport> }): Promise<Running> {
   const { log } = deps;
   const base = deps.baseDir ?? process.cwd();
   const settled: Config = { ...config, spool: resolve(base, config.spool), mailboxes: resolve(base, config.mailboxes) };
@@ -45,6 +62,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     log.warn({ mailboxes: settled.mailboxes }, 'mailbox base directory did not exist; created it');
   }
   const metrics = createMetrics();
+  // Reloads compare against the configuration the process started with: only a restart applies the rest.
+  const current = settled;
   const directory = await createDirectory(settled, { ...deps, metrics });
   const queue = await createQueue({
     dir: settled.spool, lifetimeSeconds: settled.queue.lifetimeSeconds, hostname: settled.hostname,
@@ -125,7 +144,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       directoryPing: () => directory.ping(), spool: settled.spool, staleIfErrorSeconds: settled.cache.staleIfErrorSeconds,
       listeners: () => Object.fromEntries(Object.entries(servers).filter(([name]) => name !== 'admin').map(([name, server]) => [name, server.port])),
     });
-    if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log, metrics, ready });
+    const reloadFromAdmin = deps.reload ?? (async () => reload(current));
+    if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log, metrics, ready, reload: reloadFromAdmin });
   } catch (err) {
     await Promise.all(Object.values(servers).map((server) => server.close()));
     limitsRedis?.disconnect();
@@ -137,6 +157,26 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     throw err;
   }
   const ports = Object.fromEntries(Object.entries(servers).map(([name, server]) => [name, server.port]));
+
+  async function reload(next: Config): Promise<ReloadReport> {
+    const nextSettled: Config = { ...next, spool: resolve(base, next.spool), mailboxes: resolve(base, next.mailboxes) };
+    const changed = changedKeys(current, nextSettled);
+    const applied: string[] = [];
+    directory.forgetLocal();
+    applied.push('directory cache of this process emptied');
+    // TLS that was on at start can take new files; turning it on or off needs a restart.
+    const tlsOn = current.smtp.tls.cert !== '' && current.smtp.tls.key !== '';
+    if (tlsOn && nextSettled.smtp.tls.cert !== '' && nextSettled.smtp.tls.key !== '') {
+      // Read both before using either: a renewal caught half-written must not break TLS.
+      const fresh = { cert: readFileSync(nextSettled.smtp.tls.cert), key: readFileSync(nextSettled.smtp.tls.key) };
+      createSecureContext(fresh); // throws on a certificate that does not match its key
+      for (const server of Object.values(servers)) server.reloadTls?.(fresh);
+      applied.push('TLS certificate and key read again');
+    }
+    const restartNeeded = changed.filter((key) => !(tlsOn && RELOADABLE.has(key) && nextSettled.smtp.tls.cert !== '' && nextSettled.smtp.tls.key !== ''));
+    log.info({ applied, ...(restartNeeded.length > 0 ? { restartNeeded } : {}) }, restartNeeded.length > 0 ? 'configuration reloaded; some changes need a restart' : 'configuration reloaded');
+    return { applied, restartNeeded };
+  }
   log.info({ hostname: settled.hostname, localDomains: settled.localDomains, ports, embedded: directory.embeddedUrl !== null }, 'ldapmta started');
 
   let stopping: Promise<void> | null = null;
@@ -144,11 +184,23 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     directory,
     queue,
     ports,
+    reload,
     stop() {
       stopping ??= (async () => {
+        // Listeners first: no new sessions; sessions in progress get shutdown.graceSeconds, then 421.
         await Promise.all(Object.values(servers).map((s) => s.close()));
         limitsRedis?.disconnect();
-        await runner.stop();
+        // Deliveries in flight get shutdown.deliveryWaitSeconds. One cut short is retried at the next
+        // start from the spool: at least once, never lost (docs/queue.md).
+        let waiting: NodeJS.Timeout | undefined;
+        const finished = await Promise.race([
+          runner.stop().then(() => true),
+          new Promise<false>((resolve) => {
+            waiting = setTimeout(() => resolve(false), settled.shutdown.deliveryWaitSeconds * 1000);
+          }),
+        ]);
+        clearTimeout(waiting);
+        if (!finished) log.warn({ waitedSeconds: settled.shutdown.deliveryWaitSeconds }, 'deliveries still in flight at shutdown; they are retried at the next start');
         await remote.smtp.close();
         await replies.close();
         await queue.close();

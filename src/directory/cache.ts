@@ -25,6 +25,8 @@ export interface ResolutionCache {
   flush(key?: string): Promise<void>;
   /** 1 when Redis is connected, 0 when configured but not; null without Redis. */
   redisUp(): number | null;
+  /** Drop everything from this process's memory tier only (a reload); Redis and other nodes keep theirs. */
+  forgetLocal(): void;
   close(): Promise<void>;
 }
 
@@ -141,7 +143,7 @@ export function createCache(config: CacheConfig, deps: CacheDeps): ResolutionCac
     subscriber?.disconnect();
   }
 
-  return { ready, get, flush, close, redisUp: () => (redis === null ? null : redis.status === 'ready' ? 1 : 0) };
+  return { ready, get, flush, close, forgetLocal: () => forget(), redisUp: () => (redis === null ? null : redis.status === 'ready' ? 1 : 0) };
 }
 
 /**

@@ -28,6 +28,8 @@ export interface DirectoryHandle extends Directory {
   readonly embeddedUrl: string | null;
   /** Resolves when a directory server answers (its root DSE); a temporary MailError when none does. */
   ping(): Promise<void>;
+  /** Forget this process's cached answers (a reload); the shared Redis tier is left alone. */
+  forgetLocal(): void;
 }
 
 /** The package root: src/directory/ and dist/directory/ both sit two levels below it. */
@@ -130,6 +132,7 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     async ping() {
       await pool.rootDse('namingContexts');
     },
+    forgetLocal: () => cache.forgetLocal(),
     lookup,
     resolveRecipient,
     expandGroup: async (group) => (await groups.expand(group)).addresses,

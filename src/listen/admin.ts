@@ -4,7 +4,7 @@
 // without one). Decides nothing about mail; it calls the queue's controls and the checks it is given.
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { HostPort } from '../config.ts';
+import { ConfigError, type HostPort } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { isMessageId } from '../queue/id.ts';
@@ -19,6 +19,8 @@ export interface AdminDeps {
   readonly metrics?: Metrics;
   /** The readiness checks; each names what failed. Absent: always ready. */
   readonly ready?: () => Promise<Readiness>;
+  /** POST /reload: read the configuration again and apply it (what SIGHUP does). */
+  readonly reload?: () => Promise<{ readonly applied: readonly string[]; readonly restartNeeded: readonly string[] }>;
 }
 
 export interface Readiness {
@@ -30,7 +32,7 @@ export interface Readiness {
 type Reply = { status: number; body: unknown };
 
 /** The admin API as a pure-ish router: method and path in, status and JSON out. */
-export async function route(method: string, path: string, deps: Pick<AdminDeps, 'queue' | 'ready'>): Promise<Reply> {
+export async function route(method: string, path: string, deps: Pick<AdminDeps, 'queue' | 'ready' | 'reload'>): Promise<Reply> {
   const { queue } = deps;
   const parts = path.split('?')[0]!.split('/').filter((p) => p !== '');
   if (parts.length === 1 && parts[0] === 'healthz') return method === 'GET' ? { status: 200, body: { ok: true } } : notAllowed();
@@ -38,6 +40,16 @@ export async function route(method: string, path: string, deps: Pick<AdminDeps, 
     if (method !== 'GET') return notAllowed();
     const readiness = deps.ready === undefined ? { ready: true, checks: {} } : await deps.ready();
     return { status: readiness.ready ? 200 : 503, body: readiness };
+  }
+  if (parts.length === 1 && parts[0] === 'reload' && deps.reload !== undefined) {
+    if (method !== 'POST') return notAllowed();
+    try {
+      return { status: 200, body: await deps.reload() };
+    } catch (err) {
+      // A configuration that does not validate (or a certificate that cannot be read) leaves the server as it was.
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      return { status: 422, body: { error: 'configuration not reloaded; the server runs on as before', problems } };
+    }
   }
   if (parts[0] !== 'queue') return { status: 404, body: { error: 'no such endpoint' } };
   if (parts.length === 1) {

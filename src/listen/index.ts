@@ -13,6 +13,8 @@ import { shimConnections } from './shim.ts';
 export interface Server {
   readonly port: number;
   close(): Promise<void>;
+  /** Use a new certificate and key for connections from now on (a reload after renewal). */
+  reloadTls?(tls: { cert: Buffer; key: Buffer }): void;
 }
 
 /** mx: port 25, no AUTH; submission: 587 with STARTTLS and AUTH; submissions: 465, TLS from the first byte. */
@@ -36,7 +38,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     maxRecipients: config.smtp.maxRecipients,
     maxCommandLength: config.smtp.maxCommandLength,
     socketTimeout: config.smtp.timeoutSeconds * 1000,
-    closeTimeout: 5000,
+    closeTimeout: config.shutdown.graceSeconds * 1000,
     disabledCommands: [...(submission ? [] : ['AUTH']), ...(tls === null || mode === 'submissions' ? ['STARTTLS'] : [])],
     authOptional: true, // submission asks for AUTH itself, with 530 5.7.0 at MAIL FROM
     authMethods: ['PLAIN', 'LOGIN'],
@@ -66,5 +68,6 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
   return {
     port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    ...(tls === null ? {} : { reloadTls: (next: { cert: Buffer; key: Buffer }) => server.updateSecureContext(next) }),
   };
 }

@@ -41,7 +41,9 @@ function checkInternals(): void {
  *    guess one from the basic code alone (550 is always 5.1.1 there).
  * 2. The greeting waits `greetingDelayMs` instead of a fixed 100 ms, which capped a client that
  *    opens one connection per message at 10 messages per second per session.
- * 3. With `authOnlyOverTls`, AUTH is neither listed in EHLO nor taken before STARTTLS, so no client is
+ * 3. The 421 smtp-server sends to sessions still open when it closes gets 4.3.2 (system not
+ *    accepting messages) and says to try again.
+ * 4. With `authOnlyOverTls`, AUTH is neither listed in EHLO nor taken before STARTTLS, so no client is
  *    invited to send a password in clear text (RFC 4954 §4); it answers as an unknown command.
  */
 export function shimConnections(server: SMTPServer, options: ShimOptions): void {
@@ -51,7 +53,11 @@ export function shimConnections(server: SMTPServer, options: ShimOptions): void 
   const add = connections.add.bind(connections);
   connections.add = (connection) => {
     const send = connection.send.bind(connection);
-    connection.send = (code, data, context) => send(code, data, typeof data === 'string' && OWN_STATUS.test(data) ? false : context);
+    connection.send = (code, data, context) => {
+      // smtp-server's own farewell when it closes at shutdown, given a status and a hint to retry.
+      if (code === 421 && data === 'Server shutting down') return send(421, `4.3.2 ${connection.name} shutting down, try again later`, false);
+      return send(code, data, typeof data === 'string' && OWN_STATUS.test(data) ? false : context);
+    };
     connection.init = () => init(connection, options.greetingDelayMs);
     if (options.authOnlyOverTls === true) {
       const isSupported = connection._isSupported.bind(connection);

@@ -3,7 +3,7 @@
 // time; deletions happen only at QUIT (the UPDATE state). The protocol edge: it turns MailErrors
 // and login results into +OK/-ERR lines and decides nothing about mail.
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { createSecureContext, createServer as createTlsServer, type SecureContext, TLSSocket } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type SecureContext, type Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import type { HostPort } from '../config.ts';
 import type { LoginResult } from '../directory/types.ts';
@@ -35,6 +35,8 @@ export interface Pop3Deps {
 export interface Pop3Server {
   readonly port: number;
   close(): Promise<void>;
+  /** New sessions (and STARTTLS/STLS upgrades) use this certificate and key from now on. */
+  reloadTls(tls: { cert: Buffer; key: Buffer }): void;
 }
 
 /** RFC 2449 §4: a command line is at most 255 octets, CRLF included. */
@@ -73,7 +75,7 @@ const DOT = Buffer.from('.');
 
 export async function startPop3(where: HostPort, options: Pop3Options, deps: Pop3Deps): Promise<Pop3Server> {
   const log = deps.log.child({ component: options.implicitTls ? 'pop3s' : 'pop3' });
-  const context: SecureContext | null = options.tls === null ? null : createSecureContext({ ...options.tls, minVersion: 'TLSv1.2' });
+  let context: SecureContext | null = options.tls === null ? null : createSecureContext({ ...options.tls, minVersion: 'TLSv1.2' });
   const sockets = new Set<Socket>();
   let sessions = 0;
 
@@ -97,6 +99,11 @@ export async function startPop3(where: HostPort, options: Pop3Options, deps: Pop
       server.close(() => resolve());
       for (const s of sockets) s.destroy();
     }),
+    reloadTls(tls) {
+      if (context === null) return;
+      context = createSecureContext({ ...tls, minVersion: 'TLSv1.2' });
+      if (options.implicitTls) (server as TlsServer).setSecureContext({ ...tls, minVersion: 'TLSv1.2' });
+    },
   };
 }
 

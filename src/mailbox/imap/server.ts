@@ -2,7 +2,7 @@
 // connections and runs one Session each over the command table. Owns the sockets, so close() can
 // end every session.
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type SecureContext, type Server as TlsServer } from 'node:tls';
 import type { HostPort } from '../../config.ts';
 import type { LoginResult } from '../../directory/types.ts';
 import { listenOn } from '../../listen/bind.ts';
@@ -20,6 +20,8 @@ export type { ImapOptions } from './session.ts';
 export interface ImapServer {
   readonly port: number;
   close(): Promise<void>;
+  /** New sessions (and STARTTLS/STLS upgrades) use this certificate and key from now on. */
+  reloadTls(tls: { cert: Buffer; key: Buffer }): void;
 }
 
 export interface ImapServerDeps {
@@ -34,7 +36,7 @@ const COMMANDS: Readonly<Record<string, Handler>> = { ...connectionCommands, ...
 
 export async function startImap(where: HostPort, options: ImapOptions, deps: ImapServerDeps): Promise<ImapServer> {
   const log = deps.log.child({ component: options.implicitTls ? 'imaps' : 'imap' });
-  const context: SecureContext | null = options.tls === null ? null : createSecureContext({ ...options.tls, minVersion: 'TLSv1.2' });
+  let context: SecureContext | null = options.tls === null ? null : createSecureContext({ ...options.tls, minVersion: 'TLSv1.2' });
   const sessions = new Set<Session>();
   const sockets = new Set<Socket>();
   let count = 0;
@@ -78,5 +80,10 @@ export async function startImap(where: HostPort, options: ImapOptions, deps: Ima
       for (const s of sessions) s.goodbye('* BYE server shutting down');
       for (const s of sockets) s.destroy();
     }),
+    reloadTls(tls) {
+      if (context === null) return;
+      context = createSecureContext({ ...tls, minVersion: 'TLSv1.2' });
+      if (options.implicitTls) (server as TlsServer).setSecureContext({ ...tls, minVersion: 'TLSv1.2' });
+    },
   };
 }
