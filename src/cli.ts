@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, configPath, loadConfig, parseHostPort, type Config } from './config.ts';
 import { createDirectory } from './directory/index.ts';
 import type { Lookup } from './directory/types.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type Logger, wantsPretty } from './log.ts';
 import { MailError, parseAddress } from './mail.ts';
 import { start, type Running } from './main.ts';
 import type { QueueEntryView } from './queue/types.ts';
@@ -91,7 +91,7 @@ function toolLogger(config: Config): Logger {
 }
 
 async function serve(config: Config, path: string | null): Promise<number> {
-  const log = createLogger({ level: config.log.level });
+  const log = createLogger({ level: config.log.level, components: config.log.components, pretty: wantsPretty(config.log.format, process.stdout.isTTY === true) });
   let running: Running | null = null;
   // SIGHUP and `ldapmta reload` read the same file again; an invalid one changes nothing.
   const reload = async () => {

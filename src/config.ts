@@ -24,6 +24,11 @@ const domainName = z.string().min(1).regex(/^[^\s@]+$/, 'expected a domain name'
 
 const resolutionMode = z.enum(['qmail', 'postfix']);
 
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+/** The `component` of every child logger made in src/ (log.child({ component })). */
+export const LOG_COMPONENTS = ['smtp', 'submission', 'submissions', 'pop3', 'pop3s', 'imap', 'imaps', 'admin', 'directory', 'embedded-directory', 'queue', 'deliver'] as const;
+
 const attributeName = z.string().regex(/^([A-Za-z][A-Za-z0-9-]*)?$/, 'expected an attribute name, or "" for none');
 
 const domainResolution = z.strictObject({
@@ -302,7 +307,11 @@ export const configSchema = z.strictObject({
     deliveryWaitSeconds: z.number().int().min(0).max(3600).default(60),
   }).prefault({}),
   log: z.strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    level: logLevel.default('info'),
+    /** json: one JSON object per line (for jq and log shippers); pretty: text for people; auto: pretty on a terminal. */
+    format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+    /** Levels for single components, e.g. { directory: debug, smtp: warn }. */
+    components: z.partialRecord(z.enum(LOG_COMPONENTS), logLevel).default({}),
   }).prefault({}),
 });
 
