@@ -13,11 +13,13 @@ import { diskReplyMemory, redisReplyMemory } from './deliver/reply-memory.ts';
 import { sharedRecalculations } from './deliver/quota.ts';
 import { createDirectory, type DirectoryHandle } from './directory/index.ts';
 import { startAdmin } from './listen/admin.ts';
+import { createStatusBoard, type StatusBoard } from './listen/status.ts';
 import { startSmtp, type Server } from './listen/index.ts';
 import { startPop3 } from './mailbox/pop3.ts';
 import { FolderRegistry } from './mailbox/imap/mailstore.ts';
 import { startImap } from './mailbox/imap/server.ts';
 import type { Logger } from './log.ts';
+import { parseAddress } from './mail.ts';
 import { createDkimSigner } from './policy/dkim.ts';
 import { createPolicy } from './policy/index.ts';
 import { createLimits, redisCounters } from './policy/limits.ts';
@@ -75,6 +77,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const recalculations = sharedRecalculations();
   const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), srs, log });
   const servers: Record<string, Server> = {};
+  let status: StatusBoard | null = null;
   // Abuse counters are shared by every node through the cache's Redis, when there is one.
   const limitsRedis = settled.cache.redis === '' ? null : connectRedis(settled.cache, log, 'limits');
   const remote = createRemote(settled);
@@ -145,7 +148,14 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       listeners: () => Object.fromEntries(Object.entries(servers).filter(([name]) => name !== 'admin').map(([name, server]) => [name, server.port])),
     });
     const reloadFromAdmin = deps.reload ?? (async () => reload(current));
-    if (settled.listen.admin !== '') servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log, metrics, ready, reload: reloadFromAdmin });
+    if (settled.listen.admin !== '') {
+      status = createStatusBoard({ hostname: settled.hostname, metrics, queue: () => queue.list(), ready });
+      const lookup = async (text: string) => {
+        const address = parseAddress(text);
+        return { address: text, key: directory.resolver.key(address), ...await directory.lookup(address) };
+      };
+      servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log, metrics, ready, reload: reloadFromAdmin, status, lookup });
+    }
   } catch (err) {
     await Promise.all(Object.values(servers).map((server) => server.close()));
     limitsRedis?.disconnect();
@@ -189,6 +199,7 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       stopping ??= (async () => {
         // Listeners first: no new sessions; sessions in progress get shutdown.graceSeconds, then 421.
         await Promise.all(Object.values(servers).map((s) => s.close()));
+        status?.close();
         limitsRedis?.disconnect();
         // Deliveries in flight get shutdown.deliveryWaitSeconds. One cut short is retried at the next
         // start from the spool: at least once, never lost (docs/queue.md).

@@ -1,15 +1,18 @@
 // The admin HTTP listener (listen.admin, loopback by default): the JSON queue API `ldapmta queue`
-// uses, /metrics (Prometheus text), /healthz (the process answers) and /readyz (it can take mail).
+// uses, /metrics (Prometheus text), /healthz (the process answers), /readyz (it can take mail), and
+// the status page (/status, a static page; its data from /status.json and /lookup).
 // A bearer token is required when admin.token is set (and start-up refuses a non-loopback address
 // without one). Decides nothing about mail; it calls the queue's controls and the checks it is given.
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { ConfigError, type HostPort } from '../config.ts';
 import type { Logger } from '../log.ts';
+import { MailError } from '../mail.ts';
 import type { Metrics } from '../metrics.ts';
 import { isMessageId } from '../queue/id.ts';
 import type { QueueControl } from '../queue/types.ts';
 import { listenOn } from './bind.ts';
+import { STATUS_PAGE } from './status-page.ts';
 import type { Server } from './index.ts';
 
 export interface AdminDeps {
@@ -19,6 +22,10 @@ export interface AdminDeps {
   readonly metrics?: Metrics;
   /** The readiness checks; each names what failed. Absent: always ready. */
   readonly ready?: () => Promise<Readiness>;
+  /** GET /status.json: the status page's data. */
+  readonly status?: { snapshot(): Promise<unknown> };
+  /** GET /lookup?address=…: how an address resolves (what `ldapmta lookup --json` prints). */
+  readonly lookup?: (address: string) => Promise<unknown>;
   /** POST /reload: read the configuration again and apply it (what SIGHUP does). */
   readonly reload?: () => Promise<{ readonly applied: readonly string[]; readonly restartNeeded: readonly string[] }>;
 }
@@ -32,9 +39,25 @@ export interface Readiness {
 type Reply = { status: number; body: unknown };
 
 /** The admin API as a pure-ish router: method and path in, status and JSON out. */
-export async function route(method: string, path: string, deps: Pick<AdminDeps, 'queue' | 'ready' | 'reload'>): Promise<Reply> {
+export async function route(method: string, path: string, deps: Pick<AdminDeps, 'queue' | 'ready' | 'reload' | 'status' | 'lookup'>): Promise<Reply> {
   const { queue } = deps;
   const parts = path.split('?')[0]!.split('/').filter((p) => p !== '');
+  if (parts.length === 1 && parts[0] === 'status.json' && deps.status !== undefined) {
+    return method === 'GET' ? { status: 200, body: await deps.status.snapshot() } : notAllowed();
+  }
+  if (parts.length === 1 && parts[0] === 'lookup' && deps.lookup !== undefined) {
+    if (method !== 'GET') return notAllowed();
+    const address = new URLSearchParams(path.split('?')[1] ?? '').get('address') ?? '';
+    if (address === '' || address.length > 512) return { status: 400, body: { error: 'give ?address=local@domain' } };
+    try {
+      return { status: 200, body: await deps.lookup(address) };
+    } catch (err) {
+      if (err instanceof MailError) {
+        return { status: err.kind === 'permanent' ? 400 : 503, body: { error: `${err.status} ${err.message}` } };
+      }
+      return { status: 400, body: { error: (err as Error).message } };
+    }
+  }
   if (parts.length === 1 && parts[0] === 'healthz') return method === 'GET' ? { status: 200, body: { ok: true } } : notAllowed();
   if (parts.length === 1 && parts[0] === 'readyz') {
     if (method !== 'GET') return notAllowed();
@@ -98,6 +121,12 @@ export async function startAdmin(where: HostPort, deps: AdminDeps): Promise<Serv
       res.end(`${JSON.stringify(body)}\n`);
     };
     req.resume(); // no endpoint reads a body
+    if ((req.url ?? '').split('?')[0] === '/status' && req.method === 'GET' && deps.status !== undefined) {
+      // The page holds no data (its script asks for it with the token), so it needs no token itself.
+      res.writeHead(200, STATUS_PAGE.headers);
+      res.end(STATUS_PAGE.html);
+      return;
+    }
     if (!authorized(req, deps.token)) {
       log.warn({ method: req.method, path: req.url, client: req.socket.remoteAddress }, 'admin request refused: no or wrong bearer token');
       res.setHeader('www-authenticate', 'Bearer');
