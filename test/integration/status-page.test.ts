@@ -114,14 +114,14 @@ describe('the status page in Chromium', () => {
   test('the lookup box explains an address; markup in an answer stays text', async () => {
     await page.fill('#address', 'a.smith@example.org');
     await page.click('button[type=submit]');
-    await page.waitForFunction("document.getElementById('lookup-result').textContent.includes('matched by')");
+    await page.locator('#lookup-result', { hasText: 'matched by' }).waitFor();
     const answer = await page.locator('#lookup-result').innerText();
     assert.match(answer, /^a\.smith@example\.org: mailbox/);
     assert.match(answer, /matched by\s+mailAlternateAddress/);
     assert.match(answer, /address\s+alice@example\.org/);
     await page.fill('#address', '"<img src=x id=injected>"@example.org');
     await page.click('button[type=submit]');
-    await page.waitForFunction("document.getElementById('lookup-result').textContent.includes('unknown')");
+    await page.locator('#lookup-result', { hasText: 'unknown' }).waitFor();
     assert.match(await page.locator('#lookup-result').innerText(), /<img src=x id=injected>/);
     assert.equal(await page.locator('#injected').count(), 0);
   });
@@ -130,7 +130,7 @@ describe('the status page in Chromium', () => {
     const other = await browser.newPage();
     try {
       await other.goto(`http://127.0.0.1:${admin}/status`);
-      await other.waitForFunction("document.getElementById('error').textContent !== ''");
+      await other.locator('#error', { hasText: /./ }).waitFor();
       assert.match(await other.locator('#error').innerText(), /401/);
       assert.equal(await other.locator('#queue-total').innerText(), '…');
     } finally {
