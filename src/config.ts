@@ -407,7 +407,8 @@ export function validateConfig(tree: unknown): Config {
 /**
  * LDAPMTA_DIRECTORY__BIND_PASSWORD=x sets directory.bindPassword: segments joined by "__", each
  * segment SCREAMING_SNAKE of the camelCase key. Values are read as YAML ("[a, b]" is a list,
- * "10" a number). A name ending in _FILE reads the value from that file instead.
+ * "10" a number), except secrets (bindPassword, token …), which are taken as written. A name ending in
+ * _FILE reads the value from that file instead.
  */
 export function applyEnvOverrides(tree: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
   for (const [name, value] of Object.entries(env)) {
@@ -431,6 +432,9 @@ export function applyEnvOverrides(tree: Record<string, unknown>, env: NodeJS.Pro
         problems.push(`${name}: cannot read ${value}: ${(err as Error).message}`);
         continue;
       }
+    } else if (SECRET_KEYS.has(path[path.length - 1]!)) {
+      // A password is taken as written: as YAML, "#x" would be a comment and "12345" a number.
+      parsed = value;
     } else {
       try {
         parsed = parseYaml(value);

@@ -134,3 +134,12 @@ test('directory profile ad: bind logins by default, hash refused naming director
   assert.deepEqual(across.map((p) => p.split(':')[0]).sort(), ['directory.auth.method', 'directory.tls.startTls']);
   assert.equal(validateConfig({ directory: { mailboxTemplate: '{domain}/{sAMAccountName}/', attributes: { forward: '' } } }).directory.attributes.forward, '');
 });
+
+test('secrets from the environment are taken as written, never read as YAML', () => {
+  for (const secret of ['#starts-like-a-comment', '12345', 'a: b', '[x]', 'true']) {
+    const config = loadConfig(null, { LDAPMTA_DIRECTORY__BIND_PASSWORD: secret, LDAPMTA_ADMIN__TOKEN: secret });
+    assert.equal(config.directory.bindPassword, secret);
+    assert.equal(config.admin.token, secret);
+  }
+  assert.equal(loadConfig(null, { LDAPMTA_SMTP__MAX_RECIPIENTS: '7' }).smtp.maxRecipients, 7, 'other values are still YAML');
+});
