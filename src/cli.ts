@@ -122,7 +122,10 @@ async function serve(config: Config, path: string | null): Promise<number> {
   });
   process.off('SIGHUP', onHup);
   await running.stop();
-  return EX_OK;
+  // A delivery cut short at shutdown.deliveryWaitSeconds may still hold a socket open: it must not
+  // keep the process alive (its message is retried from the spool at the next start).
+  await new Promise<void>((resolve) => log.flush(() => resolve()));
+  process.exit(EX_OK);
 }
 
 /** `ldapmta reload`: what SIGHUP does, asked through the admin API (works where signals cannot reach, e.g. another container). */

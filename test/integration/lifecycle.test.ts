@@ -4,7 +4,7 @@
 // invalid file changes nothing and names the key, and SIGTERM hands an open SMTP session a
 // 421 4.3.2 after the grace period and exits 0.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
@@ -13,12 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { PACKAGE_ROOT } from '../../src/directory/index.ts';
 import { cli, showCli } from '../harness/cli.ts';
 import { freePort } from '../harness/ports.ts';
+import { serve, type ServeChild } from '../harness/serve.ts';
 import { REPO_ROOT, startSlapd, type Slapd } from '../harness/slapd.ts';
 import { Transcript } from '../harness/smtp-transcript.ts';
-import { assertReply, waitFor } from '../fixtures/smtp-helpers.ts';
+import { assertReply } from '../fixtures/smtp-helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ldapmta-lifecycle-'));
 const configFile = join(dir, 'ldapmta.yaml');
@@ -27,12 +27,7 @@ const key = join(dir, 'key.pem');
 let slapd: Slapd;
 let smtpPort: number;
 let adminPort: number;
-let child: ChildProcess;
-let exited: Promise<number | null>;
-let output = '';
-
-interface Line { msg: string; [field: string]: unknown }
-const lines = (): Line[] => output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
+let server: ServeChild;
 
 function configTree(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -93,17 +88,11 @@ before(async () => {
   copyFileSync(join(REPO_ROOT, 'test/fixtures/tls-test.crt'), cert);
   copyFileSync(join(REPO_ROOT, 'test/fixtures/tls-test.key'), key);
   writeFileSync(configFile, stringify(configTree()));
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LDAPMTA_')));
-  child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configFile], { cwd: PACKAGE_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
-  exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-  await waitFor('the server to start', async () => lines().some((l) => l.msg === 'ldapmta started'), 20_000);
+  server = await serve(configFile);
 });
 
 after(async () => {
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await exited;
+  await server?.kill();
   await slapd?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -113,9 +102,9 @@ describe('reload and stop of a running server', () => {
     assert.equal(await servedCertificate(), fingerprintOf(join(REPO_ROOT, 'test/fixtures/tls-test.crt')));
     newCertificate('renewed.example.org');
     writeFileSync(configFile, stringify(configTree({ smtp: { tls: { cert, key }, maxRecipients: 7 } })));
-    const before = lines().length;
-    child.kill('SIGHUP');
-    const reloaded = await waitFor('the reload', async () => lines().slice(before).find((l) => l.msg.startsWith('configuration reloaded')));
+    const before = server.lines().length;
+    server.process.kill('SIGHUP');
+    const reloaded = await server.waitForLine((l) => l.msg.startsWith('configuration reloaded'), 'the reload', before);
     assert.deepEqual(reloaded.restartNeeded, ['smtp.maxRecipients']);
     assert.ok((reloaded.applied as string[]).includes('TLS certificate and key read again'), JSON.stringify(reloaded));
     assert.equal(await servedCertificate(), fingerprintOf(cert), 'the new certificate');
@@ -133,9 +122,9 @@ describe('reload and stop of a running server', () => {
 
   test('an invalid configuration changes nothing: SIGHUP logs the key, `ldapmta reload` exits 78 naming it, the server answers on', async () => {
     writeFileSync(configFile, stringify(configTree({ smtp: { tls: { cert, key }, maxRecipients: 'many' } })));
-    const before = lines().length;
-    child.kill('SIGHUP');
-    const refused = await waitFor('the refusal', async () => lines().slice(before).find((l) => l.msg === 'configuration not reloaded; the server runs on as before'));
+    const before = server.lines().length;
+    server.process.kill('SIGHUP');
+    const refused = await server.waitForLine((l) => l.msg === 'configuration not reloaded; the server runs on as before', 'the refusal', before);
     assert.match((refused.problems as string[]).join('\n'), /smtp\.maxRecipients/);
     // The CLI reads the same file: it refuses before asking the server, naming the key.
     const reload = await cli(['reload'], env());
@@ -149,12 +138,12 @@ describe('reload and stop of a running server', () => {
     const t = await Transcript.open(smtpPort);
     await t.hello();
     const started = Date.now();
-    child.kill('SIGTERM');
+    server.process.kill('SIGTERM');
     const farewell = await t.reply(10_000);
     t.close();
     assertReply(farewell, 421, '4.3.2', 'shutdown');
     assert.ok(Date.now() - started >= 900, 'after shutdown.graceSeconds (1 s)');
-    assert.equal(await exited, 0);
-    assert.ok(lines().some((l) => l.msg === 'ldapmta stopped'));
+    assert.equal(await server.exited, 0);
+    assert.ok(server.lines().some((l) => l.msg === 'ldapmta stopped'));
   });
 });
