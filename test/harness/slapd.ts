@@ -369,6 +369,64 @@ function slapdConf(dir: string, suffix: string, rootDN: string, rootPasswordHash
  * A fresh slapd (slapd.conf, mdb) on 127.0.0.1 with the qmail schema and, by default, the sample
  * directory. Each call gets its own temp dir and port.
  */
+/** The rootdn of cn=config in startSlapdCnConfig (password ROOT_PASSWORD). */
+export const CONFIG_ROOT_DN = 'cn=admin,cn=config';
+
+export interface CnConfigOptions {
+  /** Extra attribute lines of cn=config (e.g. 'olcSizeLimit: unlimited'). */
+  global?: string[];
+  /** Extra attribute lines of the mdb database entry (olcDbIndex, olcAccess …). */
+  database?: string[];
+  /** LDIF files loaded after the sample directory. */
+  ldif?: string[];
+}
+
+/**
+ * A slapd configured through cn=config (slapd.d), as Debian's package and schema/qmail.ldif
+ * expect: the stock schemas plus qmail's loaded as LDIF, one mdb database for dc=example,dc=org
+ * holding the sample directory. cn=config's own rootdn is CONFIG_ROOT_DN, for changes at run time.
+ */
+export async function startSlapdCnConfig(options: CnConfigOptions = {}): Promise<Slapd> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ldapmta-slapd-cnconfig-'));
+  try {
+    const configDir = path.join(dir, 'slapd.d');
+    await fsp.mkdir(configDir);
+    await fsp.mkdir(path.join(dir, 'data'));
+    const schemaLdif = (file: string): string => fs.readFileSync(file, 'utf8').trimEnd() + '\n\n';
+    const config = [
+      'dn: cn=config', 'objectClass: olcGlobal', 'cn: config',
+      `olcPidFile: ${path.join(dir, 'slapd.pid')}`, `olcArgsFile: ${path.join(dir, 'slapd.args')}`, ...(options.global ?? []), '',
+      'dn: cn=module{0},cn=config', 'objectClass: olcModuleList', 'cn: module{0}',
+      'olcModulePath: /usr/lib/ldap', 'olcModuleLoad: back_mdb', '',
+      'dn: cn=schema,cn=config', 'objectClass: olcSchemaConfig', 'cn: schema', '',
+      '',
+    ].join('\n')
+      + SYSTEM_SCHEMAS.map((s) => schemaLdif(path.join(SYSTEM_SCHEMA_DIR, `${s}.ldif`))).join('')
+      + schemaLdif(QMAIL_SCHEMA_LDIF)
+      + [
+        'dn: olcDatabase={-1}frontend,cn=config', 'objectClass: olcDatabaseConfig', 'objectClass: olcFrontendConfig',
+        'olcDatabase: {-1}frontend', '',
+        'dn: olcDatabase={0}config,cn=config', 'objectClass: olcDatabaseConfig', 'olcDatabase: {0}config',
+        `olcRootDN: ${CONFIG_ROOT_DN}`, `olcRootPW: ${sshaHash(ROOT_PASSWORD)}`, '',
+        'dn: olcDatabase={1}mdb,cn=config', 'objectClass: olcDatabaseConfig', 'objectClass: olcMdbConfig',
+        'olcDatabase: {1}mdb', `olcSuffix: ${DEFAULT_SUFFIX}`, `olcDbDirectory: ${path.join(dir, 'data')}`,
+        `olcRootDN: cn=admin,${DEFAULT_SUFFIX}`, `olcRootPW: ${sshaHash(ROOT_PASSWORD)}`, ...(options.database ?? []), '',
+      ].join('\n');
+    const configLdif = path.join(dir, 'config.ldif');
+    await fsp.writeFile(configLdif, config);
+    const slapadd = binaryPath('slapadd');
+    await run(slapadd, ['-n0', '-F', configDir, '-l', configLdif]);
+    for (const file of [SAMPLE_DIRECTORY_LDIF, ...(options.ldif ?? [])]) await run(slapadd, ['-n1', '-F', configDir, '-l', path.resolve(file)]);
+    return await launchSlapd({
+      configArgs: ['-F', configDir], dir, pidFile: path.join(dir, 'slapd.pid'),
+      baseDN: DEFAULT_SUFFIX, rootDN: `cn=admin,${DEFAULT_SUFFIX}`, rootPassword: ROOT_PASSWORD,
+    });
+  } catch (err) {
+    removeDirSync(dir);
+    throw err;
+  }
+}
+
 export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd> {
   const slapadd = binaryPath('slapadd');
   binaryPath('slapd');

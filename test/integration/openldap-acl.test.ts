@@ -20,8 +20,8 @@ import { silentLogger } from '../../src/log.ts';
 import { MailError, parseAddress } from '../../src/mail.ts';
 import { memoryLog, WARN } from '../harness/log.ts';
 import {
-  DEFAULT_SUFFIX, QMAIL_SCHEMA_LDIF, REPO_ROOT, ROOT_PASSWORD, SAMPLE_DIRECTORY_LDIF, SERVICE_DN, SERVICE_PASSWORD,
-  SYSTEM_SCHEMAS, SYSTEM_SCHEMA_DIR, binaryPath, launchSlapd, run, sshaHash, startSlapd, type Slapd,
+  DEFAULT_SUFFIX, REPO_ROOT, ROOT_PASSWORD, SERVICE_DN, SERVICE_PASSWORD,
+  binaryPath, run, sshaHash, startSlapd, startSlapdCnConfig, CONFIG_ROOT_DN, type Slapd,
 } from '../harness/slapd.ts';
 
 const ACL_CONF = path.join(REPO_ROOT, 'schema', 'openldap-acl.conf');
@@ -29,7 +29,6 @@ const ACL_LDIF = path.join(REPO_ROOT, 'schema', 'openldap-acl.ldif');
 const GUIDE = path.join(REPO_ROOT, 'docs', 'admin-guide.md');
 const PEOPLE = `ou=people,${DEFAULT_SUFFIX}`;
 const ROOT_DN = `cn=admin,${DEFAULT_SUFFIX}`;
-const CONFIG_ROOT_DN = 'cn=admin,cn=config';
 
 // ---------------------------------------------------------------------------------------------
 // The two files and the guide, read as text
@@ -417,33 +416,7 @@ describe('cn=config (a stock Debian database) with the guide\'s index, schema/op
   const configAdmin: [string, string] = [CONFIG_ROOT_DN, ROOT_PASSWORD];
 
   before(async () => {
-    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ldapmta-slapd-acl-'));
-    const configDir = path.join(dir, 'slapd.d');
-    await fsp.mkdir(configDir);
-    await fsp.mkdir(path.join(dir, 'data'));
-    const schemaLdif = (file: string): string => fs.readFileSync(file, 'utf8').trimEnd() + '\n\n';
-    const config = [
-      'dn: cn=config', 'objectClass: olcGlobal', 'cn: config',
-      `olcPidFile: ${path.join(dir, 'slapd.pid')}`, `olcArgsFile: ${path.join(dir, 'slapd.args')}`, '',
-      'dn: cn=module{0},cn=config', 'objectClass: olcModuleList', 'cn: module{0}',
-      'olcModulePath: /usr/lib/ldap', 'olcModuleLoad: back_mdb', '',
-      'dn: cn=schema,cn=config', 'objectClass: olcSchemaConfig', 'cn: schema', '',
-      '',
-    ].join('\n')
-      + SYSTEM_SCHEMAS.map((s) => schemaLdif(path.join(SYSTEM_SCHEMA_DIR, `${s}.ldif`))).join('')
-      + schemaLdif(QMAIL_SCHEMA_LDIF)
-      + [
-        'dn: olcDatabase={-1}frontend,cn=config', 'objectClass: olcDatabaseConfig', 'objectClass: olcFrontendConfig',
-        'olcDatabase: {-1}frontend', '',
-        'dn: olcDatabase={0}config,cn=config', 'objectClass: olcDatabaseConfig', 'olcDatabase: {0}config',
-        `olcRootDN: ${CONFIG_ROOT_DN}`, `olcRootPW: ${sshaHash(ROOT_PASSWORD)}`, '',
-        'dn: olcDatabase={1}mdb,cn=config', 'objectClass: olcDatabaseConfig', 'objectClass: olcMdbConfig',
-        'olcDatabase: {1}mdb', `olcSuffix: ${DEFAULT_SUFFIX}`, `olcDbDirectory: ${path.join(dir, 'data')}`,
-        `olcRootDN: ${ROOT_DN}`, `olcRootPW: ${sshaHash(ROOT_PASSWORD)}`,
-        ...DEBIAN_INDEX.map((i) => `olcDbIndex: ${i}`),
-        ...DEBIAN_ACCESS.map((a, n) => `olcAccess: {${n}}${a}`), '',
-      ].join('\n');
-    await fsp.writeFile(path.join(dir, 'config.ldif'), config);
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ldapmta-acl-big-'));
     let big = '';
     for (let i = 0; i < BIG; i++) {
       big += `dn: uid=m${i},${PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\ncn: m${i}\nsn: m${i}\nuid: m${i}\n`
@@ -453,14 +426,14 @@ describe('cn=config (a stock Debian database) with the guide\'s index, schema/op
       + 'mail: everyone@example.org\nmailAlternateAddress: everyone-catchall@example.org\nmailMessageStore: example.org/everyone/\n'
       + 'filtermember: (departmentNumber=7)\n\n';
     await fsp.writeFile(path.join(dir, 'big.ldif'), big);
-    const slapadd = binaryPath('slapadd');
-    await run(slapadd, ['-n0', '-F', configDir, '-l', path.join(dir, 'config.ldif')]);
-    await run(slapadd, ['-n1', '-F', configDir, '-l', SAMPLE_DIRECTORY_LDIF]);
-    await run(slapadd, ['-n1', '-F', configDir, '-l', path.join(dir, 'big.ldif')]);
-    slapd = await launchSlapd({
-      configArgs: ['-F', configDir], dir, pidFile: path.join(dir, 'slapd.pid'),
-      baseDN: DEFAULT_SUFFIX, rootDN: ROOT_DN, rootPassword: ROOT_PASSWORD,
-    });
+    try {
+      slapd = await startSlapdCnConfig({
+        database: [...DEBIAN_INDEX.map((i) => `olcDbIndex: ${i}`), ...DEBIAN_ACCESS.map((a, n) => `olcAccess: {${n}}${a}`)],
+        ldif: [path.join(dir, 'big.ldif')],
+      });
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
   });
   after(async () => {
     await slapd?.stop();

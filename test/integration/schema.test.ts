@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, type Entry } from 'ldapts';
 import {
-  DEFAULT_SUFFIX, QMAIL_SCHEMA_LDIF, ROOT_PASSWORD, SAMPLE_DIRECTORY_LDIF, SERVICE_DN, SERVICE_PASSWORD,
-  SYSTEM_SCHEMAS, SYSTEM_SCHEMA_DIR, binaryPath, launchSlapd, requireBinaries, run, sshaHash, startSlapd,
+  DEFAULT_SUFFIX, ROOT_PASSWORD, SERVICE_DN, SERVICE_PASSWORD,
+  requireBinaries, startSlapd, startSlapdCnConfig,
   type Slapd,
 } from '../harness/slapd.ts';
 import { redisPing, startRedis } from '../harness/redis.ts';
@@ -452,40 +452,7 @@ describe('schema/qmail.ldif in a cn=config slapd', () => {
     classic = await startSlapd();
     classicUrl = classic.url;
 
-    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ldapmta-slapd-cnconfig-'));
-    const configDir = path.join(dir, 'slapd.d');
-    await fsp.mkdir(configDir);
-    await fsp.mkdir(path.join(dir, 'data'));
-    const schemaLdif = (file: string): string => fs.readFileSync(file, 'utf8').trimEnd() + '\n\n';
-    const config = [
-      'dn: cn=config', 'objectClass: olcGlobal', 'cn: config',
-      `olcPidFile: ${path.join(dir, 'slapd.pid')}`, `olcArgsFile: ${path.join(dir, 'slapd.args')}`, 'olcSizeLimit: unlimited', '',
-      'dn: cn=module{0},cn=config', 'objectClass: olcModuleList', 'cn: module{0}',
-      'olcModulePath: /usr/lib/ldap', 'olcModuleLoad: back_mdb', '',
-      'dn: cn=schema,cn=config', 'objectClass: olcSchemaConfig', 'cn: schema', '',
-      '',
-    ].join('\n')
-      + SYSTEM_SCHEMAS.map((s) => schemaLdif(path.join(SYSTEM_SCHEMA_DIR, `${s}.ldif`))).join('')
-      + schemaLdif(QMAIL_SCHEMA_LDIF)
-      + [
-        'dn: olcDatabase={-1}frontend,cn=config', 'objectClass: olcDatabaseConfig', 'objectClass: olcFrontendConfig',
-        'olcDatabase: {-1}frontend', '',
-        'dn: olcDatabase={0}config,cn=config', 'objectClass: olcDatabaseConfig', 'olcDatabase: {0}config',
-        'olcRootDN: cn=admin,cn=config', `olcRootPW: ${sshaHash(ROOT_PASSWORD)}`, '',
-        'dn: olcDatabase={1}mdb,cn=config', 'objectClass: olcDatabaseConfig', 'objectClass: olcMdbConfig',
-        'olcDatabase: {1}mdb', `olcSuffix: ${DEFAULT_SUFFIX}`, `olcDbDirectory: ${path.join(dir, 'data')}`,
-        `olcRootDN: ${ROOT_DN}`, `olcRootPW: ${sshaHash(ROOT_PASSWORD)}`,
-        'olcDbIndex: objectClass eq', 'olcDbIndex: mail,mailAlternateAddress,uid eq', '',
-      ].join('\n');
-    const configLdif = path.join(dir, 'config.ldif');
-    await fsp.writeFile(configLdif, config);
-    const slapadd = binaryPath('slapadd');
-    await run(slapadd, ['-n0', '-F', configDir, '-l', configLdif]);
-    await run(slapadd, ['-n1', '-F', configDir, '-l', SAMPLE_DIRECTORY_LDIF]);
-    slapd = await launchSlapd({
-      configArgs: ['-F', configDir], dir, pidFile: path.join(dir, 'slapd.pid'),
-      baseDN: DEFAULT_SUFFIX, rootDN: ROOT_DN, rootPassword: ROOT_PASSWORD,
-    });
+    slapd = await startSlapdCnConfig({ global: ['olcSizeLimit: unlimited'], database: ['olcDbIndex: objectClass eq', 'olcDbIndex: mail,mailAlternateAddress,uid eq'] });
   });
   after(async () => {
     await slapd?.stop();
