@@ -106,6 +106,13 @@ describe('ldapmta CLI', () => {
       assert.match(r.stderr, /directory\.poolSize/);
     });
 
+    test('serve refuses to start on an invalid file: exit 78, the key named, no listener opened', async () => {
+      const r = await cli(['serve', '--config', file('bad-serve.yaml', 'listen:\n  smtp: "127.0.0.1:0"\nsmtp:\n  maxRecipients: many\n')]);
+      assert.equal(r.code, 78, show(r));
+      assert.match(r.stderr, /smtp\.maxRecipients/);
+      assert.doesNotMatch(r.stdout, /ldapmta started/);
+    });
+
     test('a valid file exits 0 and does not print the bind password', async () => {
       const password = 'S3cret-Bind-Pw-for-check-config';
       const path = file('good.yaml', [
