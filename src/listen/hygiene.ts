@@ -1,8 +1,9 @@
 // A pass-through check of the DATA bytes: bare LF or bare CR anywhere (the raw material of SMTP
 // smuggling, RFC 5321 §2.3.8), too many Received headers (a loop), an oversized message. It
-// forwards every byte and fails only at the end, so the client has sent its whole message.
-import { Transform, type TransformCallback } from 'node:stream';
-import { permanent } from '../mail.ts';
+// forwards every byte and fails only at the end, so the client has sent its whole message. Also
+// collectMessage(): a whole DATA, checked, in memory.
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { MailError, permanent } from '../mail.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -70,4 +71,33 @@ export class DataHygiene extends Transform {
       callback();
     }
   }
+}
+
+/**
+ * The whole message of one DATA, through the checker, into memory (submission, and the MX listener
+ * when content filters run: a verdict must come before the 250). Resolves once the client's data
+ * has ended; rejects with the checker's MailError, or 4.4.2 when the client went away mid-DATA.
+ */
+export function collectMessage(stream: Readable & { readableEnded: boolean }, hygiene: DataHygiene): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let failure: Error | null = null;
+  hygiene.on('data', (c: Buffer) => chunks.push(c));
+  hygiene.once('error', (err) => {
+    failure ??= err;
+    stream.unpipe(hygiene);
+    stream.resume();
+  });
+  stream.once('close', () => {
+    if (!stream.readableEnded) failure ??= new MailError('temporary', '4.4.2', 'connection lost during DATA');
+  });
+  const finished = new Promise<void>((resolve) => {
+    hygiene.once('end', resolve);
+    hygiene.once('error', () => resolve());
+    stream.once('close', () => setImmediate(resolve));
+  });
+  stream.pipe(hygiene);
+  return finished.then(() => {
+    if (failure !== null) throw failure;
+    return Buffer.concat(chunks);
+  });
 }

@@ -8,13 +8,13 @@ import type { Config } from '../config.ts';
 import { headerValuesOf } from '../deliver/headers.ts';
 import type { Directory, LoginResult } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
-import { type Address, type ClientInfo, formatAddress, MailError, parseAddress, permanent, temporary } from '../mail.ts';
+import { type Address, type ClientInfo, formatAddress, parseAddress, permanent, temporary } from '../mail.ts';
 import type { DkimSigner } from '../policy/dkim.ts';
 import type { Limits } from '../policy/limits.ts';
 import { isLoopback } from '../policy/rules.ts';
 import { fromRefusal, headerAddresses, missingFields, type Principal, senderRefusal } from '../policy/submission.ts';
 import type { Queue } from '../queue/types.ts';
-import type { DataHygiene } from './hygiene.ts';
+import { collectMessage, type DataHygiene } from './hygiene.ts';
 import { receivedHeader } from './received.ts';
 
 type Callback = (err?: Error | null) => void;
@@ -140,27 +140,7 @@ export function createSubmitHooks(config: Config, deps: HookDeps) {
   }
 
   function onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void), ctx: { client: ClientInfo; hygiene: DataHygiene }): void {
-    const chunks: Buffer[] = [];
-    let failure: Error | null = null;
-    ctx.hygiene.on('data', (c: Buffer) => chunks.push(c));
-    ctx.hygiene.once('error', (err) => {
-      failure ??= err;
-      stream.unpipe(ctx.hygiene);
-      stream.resume();
-    });
-    stream.once('close', () => {
-      if (!stream.readableEnded) failure ??= new MailError('temporary', '4.4.2', 'connection lost during DATA');
-    });
-    const finished = new Promise<void>((resolve) => {
-      ctx.hygiene.once('end', resolve);
-      ctx.hygiene.once('error', () => resolve());
-      stream.once('close', () => setImmediate(resolve));
-    });
-    stream.pipe(ctx.hygiene);
-    finished.then(async () => {
-      if (failure !== null) throw failure;
-      return submitMessage(Buffer.concat(chunks), session, ctx.client);
-    }).then(
+    collectMessage(stream, ctx.hygiene).then((message) => submitMessage(message, session, ctx.client)).then(
       (queueId) => {
         deps.accepted?.();
         callback(null, `2.6.0 Ok: queued as ${queueId}`);
