@@ -27,7 +27,7 @@ const resolutionMode = z.enum(['qmail', 'postfix']);
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 /** The `component` of every child logger made in src/ (log.child({ component })). */
-export const LOG_COMPONENTS = ['smtp', 'submission', 'submissions', 'pop3', 'pop3s', 'imap', 'imaps', 'admin', 'directory', 'embedded-directory', 'queue', 'deliver'] as const;
+export const LOG_COMPONENTS = ['smtp', 'submission', 'submissions', 'pop3', 'pop3s', 'imap', 'imaps', 'admin', 'directory', 'embedded-directory', 'queue', 'deliver', 'filters'] as const;
 
 const attributeName = z.string().regex(/^([A-Za-z][A-Za-z0-9-]*)?$/, 'expected an attribute name, or "" for none');
 
@@ -226,6 +226,73 @@ export const configSchema = z.strictObject({
     connectionCacheSeconds: z.number().min(0).max(300).default(2),
     /** Messages per connection before it is closed; 0: no limit. */
     connectionReuseLimit: z.number().int().min(0).default(100),
+  }).prefault({}),
+  /** Spam and virus filtering of mail from outside (the MX listener; submission and trusted networks are not filtered). */
+  filters: z.strictObject({
+    /** DNS block and allow lists of the client's address, scored; at rejectScore RCPT gets 554 5.7.1 naming the lists. */
+    dnsbl: z.strictObject({
+      zones: z.array(z.strictObject({
+        zone: domainName,
+        /** Added to the score when the address is listed; negative for an allow list (DNSWL). */
+        weight: z.number().min(-1000).max(1000).default(10),
+      })).default([]),
+      rejectScore: z.number().default(10),
+      timeoutMs: z.number().int().min(100).max(30_000).default(2000),
+    }).prefault({}),
+    /** Greylisting of (client network, sender, recipient) triplets, shared through cache.redis when set. */
+    greylist: z.strictObject({
+      enabled: z.boolean().default(false),
+      /** A retry is accepted after this long (postgrey: 300). */
+      delaySeconds: z.number().int().min(1).max(86_400).default(300),
+      /** A triplet that passed is remembered this long (postgrey: 35 days). */
+      lifetimeSeconds: z.number().int().min(60).default(3_024_000),
+      /** Client networks never greylisted (their own MTAs, partners). */
+      networks: z.array(cidr).default([]),
+      /** Sender domains never greylisted. */
+      domains: z.array(domainName).default([]),
+      /** Skip greylisting when the sender's SPF passes. */
+      skipOnSpfPass: z.boolean().default(true),
+      /** A directory attribute (boolean) whose TRUE turns greylisting off for that recipient; empty: none. */
+      optOutAttribute: attributeName.default(''),
+    }).prefault({}),
+    /** Directory-harvest protection: after this many unknown recipients in one session replies are slowed, then the session is dropped (421). */
+    harvest: z.strictObject({
+      slowAfter: z.number().int().min(1).default(3),
+      delayMs: z.number().int().min(0).max(60_000).default(2000),
+      disconnectAfter: z.number().int().min(1).default(10),
+    }).prefault({}),
+    /** SPF, DKIM, DMARC and ARC (mailauth): one Authentication-Results header on every message from outside. */
+    authentication: z.strictObject({
+      enabled: z.boolean().default(false),
+      /** Refuse (550 5.7.1) mail whose DMARC fails under the domain's p=reject. */
+      dmarcReject: z.boolean().default(true),
+      /** A DMARC failure under p=quarantine: delivered to the Junk folder, or only tagged. */
+      dmarcQuarantine: z.enum(['junk', 'tag']).default('junk'),
+    }).prefault({}),
+    /** ClamAV's clamd: "host:port" or a Unix socket path; empty: no virus scanning. */
+    clamav: z.strictObject({
+      address: z.string().default(''),
+      timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+      /** When clamd is down or times out: false answers 451 4.7.1 (the sender retries), true accepts and tags the message. */
+      failOpen: z.boolean().default(false),
+    }).prefault({}),
+    spam: z.strictObject({
+      scanner: z.enum(['none', 'spamd', 'rspamd']).default('none'),
+      /** spamd: "host:port"; rspamd: its normal worker's URL (http://127.0.0.1:11333). */
+      address: z.string().default(''),
+      timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+      failOpen: z.boolean().default(false),
+      /** At or above: X-Spam-Flag: YES. */
+      tagScore: z.number().default(5),
+      /** At or above: delivered to the recipient's Junk folder (per-user value from userJunkScoreAttribute). */
+      junkScore: z.number().default(5),
+      /** At or above: refused at the end of DATA, 550 5.7.1. */
+      rejectScore: z.number().default(15),
+      /** A directory attribute holding a recipient's own junk score; empty: none. */
+      userJunkScoreAttribute: attributeName.default(''),
+    }).prefault({}),
+    /** A client that talks before the greeting (smtp.greetingDelayMs > 0) is refused, 554 5.5.1 (postscreen's pregreet test). */
+    earlyTalker: z.boolean().default(true),
   }).prefault({}),
   submission: z.strictObject({
     /** Allow AUTH without TLS when the client connects from a loopback address (webmail on the same host). */

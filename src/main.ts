@@ -21,6 +21,7 @@ import { startImap } from './mailbox/imap/server.ts';
 import type { Logger } from './log.ts';
 import { parseAddress } from './mail.ts';
 import { createDkimSigner } from './policy/dkim.ts';
+import { createContentFilter, type ContentFilter } from './policy/content.ts';
 import { createPolicy } from './policy/index.ts';
 import { createLimits, redisCounters } from './policy/limits.ts';
 import { connectRedis } from './directory/cache.ts';
@@ -102,7 +103,8 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
     },
   });
   try {
-    if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log, metrics });
+    const content = createFilters(settled, log);
+    if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log, metrics, content });
     const shared = limitsRedis === null ? null : redisCounters(limitsRedis, `${settled.cache.keyPrefix}limits:`);
     const limits = createLimits(settled.limits, { shared, log });
     const submit = { authenticate: directory.authenticate, directory, limits, dkim: createDkimSigner(settled.dkim) };
@@ -221,6 +223,13 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
       return stopping;
     },
   };
+}
+
+/** The checks after DATA for mail from outside, when any is configured (filters.*); null when none is. */
+function createFilters(config: Config, log: Logger): ContentFilter | null {
+  const f = config.filters;
+  if (!f.authentication.enabled && f.clamav.address === '' && f.spam.scanner === 'none') return null;
+  return createContentFilter(config, { log: log.child({ component: 'filters' }), clamd: null, spam: null });
 }
 
 /**

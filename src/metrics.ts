@@ -26,6 +26,8 @@ export interface Metrics {
   readonly deliveries: Counter<'outcome' | 'transport'>;
   readonly deliveryLatency: Histogram<'transport'>;
   readonly lookups: Counter<'result' | 'tier'>;
+  /** Filter verdicts after DATA: accept, tag, junk, tempfail, reject. */
+  readonly filterVerdicts: Counter<'action'>;
   readonly lookupLatency: Histogram<'tier'>;
   /** Install the scrape-time readers of state. */
   probe(probes: Probes): void;
@@ -60,6 +62,9 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
     lookups: new Counter({
       name: 'ldapmta_directory_lookups_total', help: 'Recipient lookups by result (mailbox, forward, group, reject, unknown, error) and tier that answered (memory, redis, ldap, stale)',
       labelNames: ['result', 'tier'], registers,
+    }),
+    filterVerdicts: new Counter({
+      name: 'ldapmta_filter_verdicts_total', help: 'Content filter verdicts after DATA (accept, tag, junk, tempfail, reject)', labelNames: ['action'], registers,
     }),
     lookupLatency: new Histogram({
       name: 'ldapmta_directory_lookup_seconds', help: 'Recipient lookup time by the tier that answered',

@@ -38,3 +38,35 @@ function fieldValues(header: string, names: readonly string[]): Map<string, stri
   }
   return found;
 }
+
+/**
+ * The message without the header fields `drop` names (folded lines included), the body untouched:
+ * what an MX does to X-Spam-* fields and Authentication-Results claiming its own name that arrive
+ * from outside (RFC 8601 §5). Pure.
+ */
+export function withoutFields(message: Buffer, drop: (name: string, value: string) => boolean): Buffer {
+  const text = message.subarray(0, MAX_HEADER_BYTES).toString('latin1');
+  const end = text.search(/\r?\n\r?\n/);
+  if (end < 0) return message;
+  const lines = text.slice(0, end).split(/(?<=\n)/);
+  const kept: string[] = [];
+  let dropping = false;
+  let changed = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (/^[ \t]/.test(line)) {
+      if (!dropping) kept.push(line);
+      continue;
+    }
+    const colon = line.indexOf(':');
+    // The whole field (with its folded continuation lines) for the test.
+    let value = colon > 0 ? line.slice(colon + 1) : '';
+    for (let j = i + 1; j < lines.length && /^[ \t]/.test(lines[j]!); j++) value += lines[j]!;
+    dropping = colon > 0 && drop(line.slice(0, colon).trim().toLowerCase(), value.replace(/\r?\n/g, '').trim());
+    if (dropping) changed = true;
+    else kept.push(line);
+  }
+  if (!changed) return message;
+  // The separator after the last kept field comes with the rest of the message.
+  return Buffer.concat([Buffer.from(kept.join('').replace(/\r?\n$/, ''), 'latin1'), message.subarray(end)]);
+}

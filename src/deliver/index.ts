@@ -120,7 +120,7 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
     // A small message is read once, for the loop checks and every recipient; a large one is streamed.
     let whole: Buffer | null = null;
     let fields: Map<string, string[]>;
-    const names = ['delivered-to', 'received', CLUSTER_HOP_FIELD.toLowerCase(), ...REPLY_FIELDS];
+    const names = ['delivered-to', 'received', CLUSTER_HOP_FIELD.toLowerCase(), 'x-spam-score', 'x-ldapmta-quarantine', ...REPLY_FIELDS];
     try {
       whole = message.size <= READ_WHOLE_BYTES ? await deps.queue.read(message.id) : null;
       fields = whole !== null ? headerValuesOf(whole, names) : await headerValues(deps.queue.open(message.id), names);
@@ -324,10 +324,12 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         const sender = message.envelope.sender === null ? '' : formatAddress(message.envelope.sender);
         await localGate.acquire();
         try {
+          const junk = isJunk(attempt.fields, plan.junkScore ?? config.filters.spam.junkScore);
           const { file } = await deps.deliverToMaildir({
             maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
-            header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`,
+            header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`, ...(junk ? { folder: 'Junk' } : {}),
           }, body());
+          if (junk) log.info({ queueId: message.id, recipient: rcpt }, 'filed in Junk');
           sweepOnce(dirname(dirname(file)));
         } finally {
           localGate.release();
@@ -408,6 +410,17 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
       await Promise.all([...inFlight]);
     },
   };
+}
+
+/**
+ * Junk for this recipient: the spam score this server put on the message (X-Spam-Score; the same
+ * fields from outside were dropped at the MX) at or above the recipient's junk score, or a DMARC
+ * quarantine. Pure.
+ */
+export function isJunk(fields: ReadonlyMap<string, readonly string[]>, junkScore: number): boolean {
+  if ((fields.get('x-ldapmta-quarantine') ?? []).length > 0) return true;
+  const score = Number.parseFloat(fields.get('x-spam-score')?.[0] ?? '');
+  return Number.isFinite(score) && score >= junkScore;
 }
 
 /** "host" or "host:port" from delivery.smarthost; null when unset. Pure. */

@@ -1,5 +1,7 @@
 // The local delivery agent (DeliverToMaildir): path safety, then Maildir++ quota, then one file in new/.
 // Must never write outside delivery.base, nor bounce on its own: over quota is temporary 4.2.2 for the queue to judge.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { DeliverToMaildir } from './types.ts';
 import { leadsOutsideBase, prepareMaildir } from './maildir-path.ts';
 import { ioFailure, writeMessage } from './maildir-file.ts';
@@ -24,7 +26,9 @@ export function createDeliverToMaildir(options: { recalculations?: Recalculation
       if (limited && (await quotaVerdict(maildir, delivery.quota, delivery.size, verdictOptions)) === 'over') {
         throw temporary('4.2.2', 'mailbox full', undefined, 452);
       }
-      const result = await writeMessage(maildir, delivery.header, body);
+      // A folder is a Maildir++ sub-Maildir of the same mailbox: the same quota, one maildirsize.
+      const target = delivery.folder === undefined ? maildir : await prepareFolder(maildir, delivery.folder, delivery.base);
+      const result = await writeMessage(target, delivery.header, body);
       if (limited) await recordDelivery(maildir, result.bytes);
       return result;
     } catch (err) {
@@ -40,6 +44,14 @@ export function createDeliverToMaildir(options: { recalculations?: Recalculation
 export const deliverToMaildir: DeliverToMaildir = createDeliverToMaildir();
 
 function ignore(): void {}
+
+/** `.<folder>/` below the Maildir, with its tmp/new/cur and the maildirfolder marker (Maildir++). */
+async function prepareFolder(maildir: string, folder: string, base: string): Promise<string> {
+  if (!/^[A-Za-z0-9_-]+$/.test(folder)) throw new Error(`not a folder name: ${folder}`);
+  const dir = await prepareMaildir(join(maildir, `.${folder}`) + '/', base);
+  await writeFile(join(dir, 'maildirfolder'), '', { flag: 'a' });
+  return dir;
+}
 
 /**
  * The RCPT-time quota check for Maildirs below `base`: reads maildirsize (never writes), and

@@ -12,6 +12,8 @@ export interface MaildirDelivery {
   readonly header: string;
   /** Size of the queued message in bytes, for the quota check before writing. */
   readonly size: number;
+  /** A Maildir++ folder ("Junk" → .Junk/), created when missing; absent: the inbox. */
+  readonly folder?: string;
 }
 
 /** Writes `body` (preceded by `header`) into the Maildir; throws a MailError on failure. */

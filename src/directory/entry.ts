@@ -70,6 +70,8 @@ function decide(entry: LdapEntry, hit: Candidate, ctx: EntryContext): Resolution
     mailHost,
     local: mailHost === null || ctx.self.has(mailHost),
     sizeMax: sizeMax === 0 ? null : sizeMax,
+    ...(p.junkScore === null ? {} : { junkScore: read.decimal(p.junkScore) }),
+    ...(p.greylistOptOut === null ? {} : { greylist: !read.boolean(p.greylistOptOut) }),
   };
 
   // 4. mailbox location (§3.2); AD contacts have none, and a forward replaces it unless a copy is kept.
@@ -233,6 +235,7 @@ interface Reader {
   all(attribute: string | null): string[];
   single(attribute: string | null): string | null;
   integer(attribute: string | null): number | null;
+  decimal(attribute: string | null): number | null;
   boolean(attribute: string | null): boolean;
   path(attribute: string | null): string | null;
 }
@@ -257,6 +260,12 @@ function reader(entry: LdapEntry): Reader {
       if (value === null) return null;
       if (!/^\d{1,15}$/.test(value)) throw new IllegalValue(`${attribute} is not a whole number`);
       return Number(value);
+    },
+    decimal(attribute) {
+      const value = single(attribute);
+      if (value === null) return null;
+      if (!/^-?\d{1,6}(\.\d{1,3})?$/.test(value.trim())) throw new IllegalValue(`${attribute} is not a number`);
+      return Number(value.trim());
     },
     boolean(attribute) {
       const value = single(attribute)?.toUpperCase();

@@ -61,7 +61,10 @@ export async function createDirectory(config: Config, deps: { log: Logger; baseD
     log.info({ url: embedded.url, ldif: d.embedded.ldif || 'schema/sample-directory.ldif' }, 'embedded directory started');
   }
 
-  const profile = profileFor({ ...d, loginBy: d.ad.loginBy });
+  const profile = profileFor({
+    ...d, loginBy: d.ad.loginBy,
+    junkScoreAttribute: config.filters.spam.userJunkScoreAttribute, greylistOptOutAttribute: config.filters.greylist.optOutAttribute,
+  });
   const pool = createLdapPool({
     urls, bindDN, bindPassword, poolSize: d.poolSize, timeoutMs: d.timeoutMs,
     connectTimeoutMs: d.connectTimeoutMs, healthCheckSeconds: d.healthCheckSeconds, log,

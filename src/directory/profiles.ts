@@ -58,6 +58,9 @@ export interface Profile {
     readonly dnModerator: string; readonly rfc822Moderator: string;
     readonly membersOnly: string; readonly senderConfirm: string; readonly bounceAdmin: string;
   };
+  /** A recipient's own junk score (filters.spam.userJunkScoreAttribute), and a boolean that turns greylisting off for it. */
+  readonly junkScore: string | null;
+  readonly greylistOptOut: string | null;
   /** Lower-case object classes whose member/uniqueMember values list member DNs (groupOfNames; AD's group). */
   readonly listClasses: readonly string[];
   /**
@@ -108,6 +111,8 @@ export const QMAIL: Profile = {
   uidNumber: ['qmailUID', 'qmailGID'],
   groupClass: 'qmailGroup',
   group: QMAIL_GROUP,
+  junkScore: null,
+  greylistOptOut: null,
   listClasses: ['groupofnames', 'groupofuniquenames'],
   membersAtExpansion: false,
 };
@@ -166,6 +171,8 @@ export const AD: Profile = {
   uidNumber: [],
   groupClass: null,
   group: QMAIL_GROUP,
+  junkScore: null,
+  greylistOptOut: null,
   listClasses: ['group'],
   membersAtExpansion: true,
 };
@@ -184,6 +191,9 @@ export interface ProfileSettings {
   readonly quotaSizeUnit: 'bytes' | 'kilobytes';
   /** AD: which names a login may be given as. */
   readonly loginBy: readonly ('sAMAccountName' | 'userPrincipalName' | 'mail')[];
+  /** Per-recipient filter settings read from the directory (filters.spam.userJunkScoreAttribute, filters.greylist.optOutAttribute); '' or absent: none. */
+  readonly junkScoreAttribute?: string;
+  readonly greylistOptOutAttribute?: string;
 }
 
 /** The profile a configuration describes: the table's row with the configured names put in. Pure. */
@@ -202,6 +212,8 @@ export function profileFor(settings: ProfileSettings): Profile {
     quotaCount: name(a.quotaCount, base.quotaCount),
     sizeMax: name(a.sizeMax, base.sizeMax),
     quotaSizeUnit: settings.quotaSizeUnit === 'kilobytes' ? 1024 : 1,
+    junkScore: settings.junkScoreAttribute ? settings.junkScoreAttribute : null,
+    greylistOptOut: settings.greylistOptOutAttribute ? settings.greylistOptOutAttribute : null,
   };
   if (base.proxyAddresses !== null) {
     const by = new Set(settings.loginBy);
@@ -234,6 +246,7 @@ export function recipientAttributes(profile: Profile): string[] {
     ...profile.address, profile.proxyAddresses, profile.login, profile.store, profile.home, profile.mailHost, profile.forward,
     profile.keepCopy, profile.program, profile.dotMode, profile.deliveryMode, profile.replyText, profile.status,
     profile.accountControl, profile.quotaSize, profile.quotaCount, profile.sizeMax, ...profile.uidNumber, 'objectClass',
+    profile.junkScore, profile.greylistOptOut,
     ...templateAttributes(profile.derivedStore),
     ...(profile.groupClass === null ? [] : Object.values(profile.group)),
     ...(profile.membersAtExpansion ? [] : GROUP_OF_NAMES_MEMBERS),

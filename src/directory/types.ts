@@ -38,6 +38,10 @@ export interface Matched {
   readonly local: boolean;
   /** mailSizeMax in bytes; null: no per-user limit. */
   readonly sizeMax: number | null;
+  /** The recipient's own junk score (filters.spam.userJunkScoreAttribute); null or absent: the configured one. */
+  readonly junkScore?: number | null;
+  /** False when the recipient opted out of greylisting (filters.greylist.optOutAttribute). */
+  readonly greylist?: boolean;
 }
 
 export interface MailboxResolution extends Matched {

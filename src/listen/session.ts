@@ -1,17 +1,22 @@
 // The smtp-server hooks: each SMTP command becomes a Policy or Queue call, and each MailError
 // becomes the reply. The only place that answers SMTP on the receiving side; it decides nothing.
 // On the submission ports it also logs users in (AUTH) and holds the message for the checks and
-// the DKIM signature that need all of it (submit.ts).
-import { PassThrough, type Readable } from 'node:stream';
+// the DKIM signature that need all of it (submit.ts). With content filters on, mail from outside
+// is held whole too, for the verdict that must come before the 250 (policy/content.ts).
+import { PassThrough, Readable } from 'node:stream';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config.ts';
 import type { Resolution } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { type Address, asMailError, type ClientInfo, formatAddress, MailError, parseAddress, permanent } from '../mail.ts';
+import { withoutFields } from '../deliver/headers.ts';
+import type { ContentFilter } from '../policy/content.ts';
 import type { Policy } from '../policy/index.ts';
+import { mayRelay, trustedNetworks } from '../policy/rules.ts';
+import { describeVerdict, final } from '../policy/verdict.ts';
 import type { Queue } from '../queue/types.ts';
-import { DataHygiene } from './hygiene.ts';
+import { collectMessage, DataHygiene } from './hygiene.ts';
 import { receivedHeader } from './received.ts';
 import { createSubmitHooks, type SubmitDeps } from './submit.ts';
 
@@ -33,7 +38,12 @@ export interface SessionDeps {
   /** Counters for /metrics, labelled with `listener` (smtp, submission, submissions). */
   readonly metrics?: Metrics;
   readonly listener?: string;
+  /** Spam, virus and authentication checks after DATA for mail from outside (not trusted networks). */
+  readonly content?: ContentFilter | null;
 }
+
+/** Fields only this server may write: dropped when a message from outside carries them. */
+const OWN_FIELDS = new Set(['x-spam-flag', 'x-spam-score', 'x-spam-status', 'x-ldapmta-quarantine']);
 
 /** An error smtp-server sends as "<reply> <status> <text>". */
 export function smtpError(err: MailError): Error & { responseCode: number } {
@@ -43,6 +53,7 @@ export function smtpError(err: MailError): Error & { responseCode: number } {
 export function createSessionHooks(config: Config, deps: SessionDeps) {
   const { policy, queue, log, metrics } = deps;
   const listener = deps.listener ?? 'smtp';
+  const trusted = trustedNetworks(config.relay.trustedNetworks);
   const transactions = new WeakMap<SMTPServerSession, Transaction>();
   const perIp = new Map<string, number>();
   /** Sessions counted in perIp: smtp-server also calls onClose for connections it refused itself. */
@@ -132,6 +143,10 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       submit.onData(stream, session, callback, { client: client(session), hygiene: new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove: null }) });
       return;
     }
+    if (deps.content && !mayRelay(session.remoteAddress, null, trusted)) {
+      filteredData(deps.content, stream, session, callback);
+      return;
+    }
     const started = Date.now();
     const t = transaction(session);
     const mailFrom = session.envelope.mailFrom;
@@ -190,6 +205,49 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       await drained;
       fail(callback, err, session, 'message', { size: stream.byteLength });
     });
+  }
+
+  /** The whole message, its verdict, then (unless refused) the queue: 250 only after the fsync, as always. */
+  function filteredData(content: ContentFilter, stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void)): void {
+    const started = Date.now();
+    const t = transaction(session);
+    const mailFrom = session.envelope.mailFrom;
+    const envelope = {
+      sender: mailFrom && mailFrom.address !== '' ? parseAddress(mailFrom.address) : null,
+      recipients: session.envelope.rcptTo.map((r) => parseAddress(r.address)),
+      client: client(session),
+      receivedAt: new Date(),
+    };
+    const limits = [...t.resolutions.values()].map((r) => (r === null || r.kind === 'unknown' || r.kind === 'reject' ? null : r.sizeMax));
+    const refuseAbove = limits.length > 0 && limits.every((l) => l !== null) ? Math.max(...(limits as number[])) : null;
+    const hygiene = new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove });
+    let verdictText = '';
+    collectMessage(stream, hygiene).then(async (raw) => {
+      // RFC 8601 §5: results claiming to be ours, and our spam fields, are not believed from outside.
+      const message = withoutFields(raw, (name, value) => OWN_FIELDS.has(name)
+        || (name === 'authentication-results' && value.split(';')[0]!.trim().toLowerCase() === config.hostname));
+      const checked = await content.check(message, {
+        sender: envelope.sender === null ? null : formatAddress(envelope.sender),
+        recipients: envelope.recipients.map(formatAddress), client: envelope.client,
+      });
+      verdictText = describeVerdict(checked.verdict);
+      metrics?.filterVerdicts.inc({ action: checked.verdict.action });
+      if (final(checked.verdict)) throw checked.verdict.error!;
+      const queueId = await queue.accept(envelope, (id) => Readable.from([Buffer.from(receivedHeader({
+        helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
+        hostname: config.hostname, protocol: session.transmissionType,
+        tls: session.tlsOptions ? { version: session.tlsOptions.version, cipher: session.tlsOptions.name } : null,
+        queueId: id, recipient: envelope.recipients.length === 1 ? formatAddress(envelope.recipients[0]!) : null, date: envelope.receivedAt,
+      }) + checked.headers), message]));
+      log.info({
+        queueId, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender),
+        recipients: envelope.recipients.length, size: message.length, ms: Date.now() - started, verdict: verdictText, score: checked.verdict.score,
+      }, 'received');
+      return queueId;
+    }).then((queueId) => {
+      accepted();
+      callback(null, `2.6.0 Ok: queued as ${queueId}`);
+    }, (err: unknown) => fail(callback, err, session, 'message', { size: stream.byteLength, ...(verdictText === '' ? {} : { verdict: verdictText }) }));
   }
 
   return { onConnect, onClose, onMailFrom, onRcptTo, onData, ...(submit === null ? {} : { onAuth: submit.onAuth }) };

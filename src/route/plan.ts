@@ -11,7 +11,7 @@ export type Hop =
   | { readonly via: 'cluster'; readonly host: string };
 
 export type Plan =
-  | { readonly to: 'maildir'; readonly maildir: string; readonly quota: Quota; readonly sizeMax: number | null }
+  | { readonly to: 'maildir'; readonly maildir: string; readonly quota: Quota; readonly sizeMax: number | null; readonly junkScore?: number | null }
   | { readonly to: 'forward'; readonly recipients: readonly string[] }
   | { readonly to: 'smtp'; readonly hop: Hop }
   | { readonly to: 'reply'; readonly text: string; readonly dn: string; readonly addresses: readonly string[] }
@@ -45,7 +45,7 @@ export function planDelivery(resolution: Resolution): Plan[] {
         for (const line of resolution.programs) plans.push({ to: 'program', line, mailbox: resolution.mailbox, extension: resolution.extension });
       }
       if (resolution.delivery.local) {
-        plans.push({ to: 'maildir', maildir: resolution.mailbox, quota: resolution.quota, sizeMax: resolution.sizeMax });
+        plans.push({ to: 'maildir', maildir: resolution.mailbox, quota: resolution.quota, sizeMax: resolution.sizeMax, ...(resolution.junkScore === undefined ? {} : { junkScore: resolution.junkScore }) });
       }
       if (resolution.delivery.forward && resolution.forwards.length > 0) plans.push({ to: 'forward', recipients: resolution.forwards });
       if (!plans.some((p) => p.to !== 'reply')) plans.push({ to: 'drop', reason: 'deliveryMode leaves nothing to do' });
