@@ -255,11 +255,16 @@ export const configSchema = z.strictObject({
       /** A directory attribute (boolean) whose TRUE turns greylisting off for that recipient; empty: none. */
       optOutAttribute: attributeName.default(''),
     }).prefault({}),
-    /** Directory-harvest protection: after this many unknown recipients in one session replies are slowed, then the session is dropped (421). */
+    /**
+     * Directory-harvest protection: after slowAfter unknown recipients in one session each reply
+     * waits delayMs; at disconnectAfter the session gets 421 (Postfix's smtpd_soft/hard_error_limit).
+     * perIpPerHour counts across sessions and nodes (in cache.redis when set).
+     */
     harvest: z.strictObject({
-      slowAfter: z.number().int().min(1).default(3),
-      delayMs: z.number().int().min(0).max(60_000).default(2000),
-      disconnectAfter: z.number().int().min(1).default(10),
+      slowAfter: z.number().int().min(1).default(5),
+      delayMs: z.number().int().min(0).max(60_000).default(1000),
+      disconnectAfter: z.number().int().min(1).default(20),
+      perIpPerHour: z.number().int().min(1).default(100),
     }).prefault({}),
     /** SPF, DKIM, DMARC and ARC (mailauth): one Authentication-Results header on every message from outside. */
     authentication: z.strictObject({

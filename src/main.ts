@@ -104,9 +104,9 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   });
   try {
     const content = createFilters(settled, log);
-    if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log, metrics, content });
     const shared = limitsRedis === null ? null : redisCounters(limitsRedis, `${settled.cache.keyPrefix}limits:`);
     const limits = createLimits(settled.limits, { shared, log });
+    if (settled.listen.smtp !== '') servers.smtp = await startSmtp(settled, settled.listen.smtp, { policy, queue, log, metrics, content, harvest: limits });
     const submit = { authenticate: directory.authenticate, directory, limits, dkim: createDkimSigner(settled.dkim) };
     if (settled.listen.submission !== '') {
       if (settled.smtp.tls.cert === '') log.warn('listen.submission without smtp.tls: AUTH is refused (no STARTTLS), except from loopback with submission.allowPlaintextAuthOnLoopback');

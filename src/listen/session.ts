@@ -9,7 +9,7 @@ import type { Config } from '../config.ts';
 import type { Resolution } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { type Address, asMailError, type ClientInfo, formatAddress, MailError, parseAddress, permanent } from '../mail.ts';
+import { type Address, asMailError, type ClientInfo, formatAddress, MailError, parseAddress, permanent, temporary } from '../mail.ts';
 import { withoutFields } from '../deliver/headers.ts';
 import type { ContentFilter } from '../policy/content.ts';
 import type { Policy } from '../policy/index.ts';
@@ -40,6 +40,8 @@ export interface SessionDeps {
   readonly listener?: string;
   /** Spam, virus and authentication checks after DATA for mail from outside (not trusted networks). */
   readonly content?: ContentFilter | null;
+  /** Directory-harvest protection: counts a client's unknown recipients (in Redis when configured). */
+  readonly harvest?: { unknownRecipient(ip: string): Promise<number> } | null;
 }
 
 /** Fields only this server may write: dropped when a message from outside carries them. */
@@ -54,6 +56,8 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
   const { policy, queue, log, metrics } = deps;
   const listener = deps.listener ?? 'smtp';
   const trusted = trustedNetworks(config.relay.trustedNetworks);
+  /** Unknown recipients asked for in each session (directory-harvest protection). */
+  const unknownBySession = new WeakMap<SMTPServerSession, number>();
   const transactions = new WeakMap<SMTPServerSession, Transaction>();
   const perIp = new Map<string, number>();
   /** Sessions counted in perIp: smtp-server also calls onClose for connections it refused itself. */
@@ -135,7 +139,34 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     submitter.then(() => policy.checkRecipient(client(session), sender, recipient, t.declaredSize)).then((accepted) => {
       t.resolutions.set(formatAddress(recipient).toLowerCase(), accepted.resolution);
       callback();
-    }, (err: unknown) => fail(callback, err, session, 'recipient', { recipient: formatAddress(recipient) }));
+    }, (err: unknown) => refuseRecipient(callback, err, session, formatAddress(recipient)));
+  }
+
+  /**
+   * A refused recipient. An unknown one (5.1.1) from a client outside trustedNetworks counts
+   * towards directory-harvest protection: past filters.harvest.slowAfter in this session each
+   * reply waits delayMs; at disconnectAfter in this session, or perIpPerHour from its address
+   * across sessions (and nodes, with Redis), the session gets 421 4.7.0 and is closed.
+   */
+  function refuseRecipient(callback: Callback, err: unknown, session: SMTPServerSession, recipient: string): void {
+    const mailError = asMailError(err);
+    const h = config.filters.harvest;
+    if (deps.harvest == null || mailError.status !== '5.1.1' || mayRelay(session.remoteAddress, null, trusted)) {
+      fail(callback, err, session, 'recipient', { recipient });
+      return;
+    }
+    const inSession = (unknownBySession.get(session) ?? 0) + 1;
+    unknownBySession.set(session, inSession);
+    deps.harvest.unknownRecipient(session.remoteAddress).catch(() => 0).then((byIp) => {
+      if (inSession >= h.disconnectAfter || byIp >= h.perIpPerHour) {
+        log.warn({ sessionId: session.id, ip: session.remoteAddress, unknownRecipients: inSession, unknownFromIpThisHour: byIp }, 'directory harvesting suspected: session closed');
+        fail(callback, temporary('4.7.0', 'too many unknown recipients, closing connection', undefined, 421), session, 'recipient', { recipient });
+      } else if (inSession > h.slowAfter) {
+        setTimeout(() => fail(callback, err, session, 'recipient', { recipient, unknownRecipients: inSession }), h.delayMs).unref();
+      } else {
+        fail(callback, err, session, 'recipient', { recipient });
+      }
+    });
   }
 
   function onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void)): void {

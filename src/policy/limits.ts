@@ -24,6 +24,8 @@ export interface Limits {
   usage(user: string): Promise<{ messages: number; recipients: number }>;
   /** Records one message with this many recipients. */
   sent(user: string, recipients: number): Promise<void>;
+  /** Records an unknown recipient asked for by this client (directory harvesting); the count over the last hour. */
+  unknownRecipient(ip: string): Promise<number>;
 }
 
 /** The delay before answering the n-th failure in a row: 250 ms, doubling, at most 8 s. Pure. */
@@ -133,5 +135,6 @@ export function createLimits(config: LimitsConfig, deps: { shared: Counters | nu
       await c.add(`sent:msg:${who(user)}:${hour()}`, 1, 3_600_000);
       await c.add(`sent:rcpt:${who(user)}:${hour()}`, recipients, 3_600_000);
     }),
+    unknownRecipient: (ip) => use((c) => c.add(`unknown:ip:${ip}`, 1, 3_600_000)),
   };
 }
