@@ -54,7 +54,15 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
     ...(tls ?? {}),
     ...hooks,
   });
-  shimConnections(server, { greetingDelayMs: config.smtp.greetingDelayMs, authOnlyOverTls: submission && !config.submission.allowPlaintextAuthOnLoopback });
+  shimConnections(server, {
+    greetingDelayMs: config.smtp.greetingDelayMs, authOnlyOverTls: submission && !config.submission.allowPlaintextAuthOnLoopback,
+    ...(mode === 'mx' && config.filters.earlyTalker ? {
+      onEarlyTalker: (ip: string) => {
+        log.info({ ip }, 'client talked before the greeting: refused');
+        deps.metrics?.rejected.inc({ listener: 'smtp', stage: 'connect', status: '5.5.1' });
+      },
+    } : {}),
+  });
   server.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp server error'));
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);

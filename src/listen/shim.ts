@@ -12,6 +12,8 @@ type Send = (code: number, data: unknown, context?: unknown) => void;
 
 interface ConnectionInternals {
   send: Send;
+  close(): void;
+  remoteAddress: string;
   secure: boolean;
   _isSupported(command: string): boolean;
   init: () => void;
@@ -26,6 +28,8 @@ export interface ShimOptions {
   readonly greetingDelayMs: number;
   /** Offer AUTH only inside TLS (smtp-server lists it in EHLO before STARTTLS too). */
   readonly authOnlyOverTls?: boolean;
+  /** Refuse a client that talks before the greeting (554 5.5.1, closed); told to this callback. */
+  readonly onEarlyTalker?: (remoteAddress: string) => void;
 }
 
 function checkInternals(): void {
@@ -42,7 +46,8 @@ function checkInternals(): void {
  * 2. The greeting waits `greetingDelayMs` instead of a fixed 100 ms, which capped a client that
  *    opens one connection per message at 10 messages per second per session.
  * 3. The 421 smtp-server sends to sessions still open when it closes gets 4.3.2 (system not
- *    accepting messages) and says to try again.
+ *    accepting messages) and says to try again. With `onEarlyTalker`, a client that sends a
+ *    command before the greeting gets 554 5.5.1 and is closed instead of smtp-server's 421.
  * 4. With `authOnlyOverTls`, AUTH is neither listed in EHLO nor taken before STARTTLS, so no client is
  *    invited to send a password in clear text (RFC 4954 §4); it answers as an unknown command.
  */
@@ -56,6 +61,13 @@ export function shimConnections(server: SMTPServer, options: ShimOptions): void 
     connection.send = (code, data, context) => {
       // smtp-server's own farewell when it closes at shutdown, given a status and a hint to retry.
       if (code === 421 && data === 'Server shutting down') return send(421, `4.3.2 ${connection.name} shutting down, try again later`, false);
+      // A command before the greeting (smtp-server answers 421 and goes on): postscreen's pregreet test.
+      if (code === 421 && typeof data === 'string' && data.endsWith(' You talk too soon') && options.onEarlyTalker !== undefined) {
+        options.onEarlyTalker(connection.remoteAddress);
+        send(554, `5.5.1 ${connection.name} protocol error: you talked before the greeting`, false);
+        connection.close();
+        return;
+      }
       return send(code, data, typeof data === 'string' && OWN_STATUS.test(data) ? false : context);
     };
     connection.init = () => init(connection, options.greetingDelayMs);
