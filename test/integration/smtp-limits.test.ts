@@ -225,15 +225,15 @@ describe('greeting', () => {
     assert.equal(ehlo.code, 250, ehlo.raw);
   });
 
-  test('smtp.greetingDelayMs: a client that talks before the greeting gets 421 and is dropped', async () => {
+  test('smtp.greetingDelayMs: a client that talks before the greeting gets 554 5.5.1 (filters.earlyTalker) and is dropped', async () => {
     const patient = await startServer(slapd, { smtp: { greetingDelayMs: 400 } });
     try {
       const early = await Transcript.open(patient.smtpPort);
       early.write('EHLO eager.client.test\r\n');
       const reply = await early.reply(5000);
       early.close();
-      assert.equal(reply.code, 421, reply.raw);
-      assert.match(reply.text, /too soon/i);
+      assert.equal(reply.code, 554, reply.raw);
+      assert.match(reply.text, /^5\.5\.1 .*before the greeting/);
       const polite = await Transcript.open(patient.smtpPort);
       assert.equal((await polite.hello()).code, 250);
       polite.close();
