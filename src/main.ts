@@ -22,6 +22,7 @@ import type { Logger } from './log.ts';
 import { parseAddress } from './mail.ts';
 import { createDkimSigner } from './policy/dkim.ts';
 import { createContentFilter, type ContentFilter } from './policy/content.ts';
+import { createEnvelopeChecks } from './policy/envelope.ts';
 import { createPolicy } from './policy/index.ts';
 import { createLimits, redisCounters } from './policy/limits.ts';
 import { connectRedis } from './directory/cache.ts';
@@ -76,11 +77,12 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
   const srs = srsKeys(settled);
   // One set of quota recalculations in progress, shared by the RCPT check and the delivery agent.
   const recalculations = sharedRecalculations();
-  const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), srs, log });
   const servers: Record<string, Server> = {};
   let status: StatusBoard | null = null;
   // Abuse counters are shared by every node through the cache's Redis, when there is one.
   const limitsRedis = settled.cache.redis === '' ? null : connectRedis(settled.cache, log, 'limits');
+  const envelope = createEnvelopeChecks(settled, { log: log.child({ component: 'filters' }), redis: limitsRedis });
+  const policy = createPolicy(settled, { directory, quotaCheck: quotaCheckBelow(settled.mailboxes, recalculations), srs, log, envelope });
   const remote = createRemote(settled);
   let programs: { uid: number; gid: number } | null = null;
   if (settled.programs.enabled) {

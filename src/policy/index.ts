@@ -5,6 +5,7 @@ import type { Directory, Quota, Resolution } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
 import { type Address, type ClientInfo, formatAddress, MailError, permanent, temporary } from '../mail.ts';
 import { dayNumber, isSrs, srsReverse, type SrsKeys } from '../route/srs.ts';
+import type { EnvelopeChecks } from './envelope.ts';
 import { isLocalDomain, mayRelay, RELAY_DENIED, recipientVerdict, trustedNetworks } from './rules.ts';
 
 export interface RecipientAccepted {
@@ -28,6 +29,8 @@ export interface PolicyDeps {
   srs: SrsKeys | null;
   log: Logger;
   clock?: () => number;
+  /** DNS lists and greylisting for clients outside trustedNetworks (filters.*); null when off. */
+  envelope?: EnvelopeChecks | null;
 }
 
 export function createPolicy(config: Config, deps: PolicyDeps): Policy {
@@ -40,6 +43,12 @@ export function createPolicy(config: Config, deps: PolicyDeps): Policy {
     },
 
     async checkRecipient(client, sender, recipient, size) {
+      const outside = deps.envelope != null && !mayRelay(client.ip, client.user, trusted);
+      if (outside) {
+        // Cheap first: the client's address on DNS lists (asked once, cached) before any directory work.
+        const listed = await deps.envelope!.client(client.ip);
+        if (listed.action === 'reject') throw listed.error!;
+      }
       if (deps.srs !== null && recipient.domain === deps.srs.domain && isSrs(recipient.local)) {
         // A bounce (or reply) to a sender we rewrote: accepted only with our own valid, fresh hash.
         const reversed = srsReverse(recipient, deps.srs, dayNumber((deps.clock ?? Date.now)()));
@@ -69,6 +78,8 @@ export function createPolicy(config: Config, deps: PolicyDeps): Policy {
         });
         if (state === 'over') throw temporary('4.2.2', 'mailbox full, try again later', undefined, 452);
       }
+      // Last: a recipient that would be refused anyway is not greylisted (no triplet stored for it).
+      if (outside) await deps.envelope!.greylist(client, sender, recipient, resolution);
       return { resolution };
     },
   };
