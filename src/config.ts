@@ -238,6 +238,10 @@ export const configSchema = z.strictObject({
       })).default([]),
       rejectScore: z.number().default(10),
       timeoutMs: z.number().int().min(100).max(30_000).default(2000),
+      /** Added to the client's score when its reverse DNS is not forward-confirmed (a final answer; DNS trouble adds nothing). */
+      noFcrdnsWeight: z.number().min(-1000).max(1000).default(0),
+      /** Added for each problem with the HELO name (not a FQDN, localhost, our own name, an IP literal that isn't the client's …). */
+      badHeloWeight: z.number().min(-1000).max(1000).default(0),
     }).prefault({}),
     /** Greylisting of (client network, sender, recipient) triplets, shared through cache.redis when set. */
     greylist: z.strictObject({

@@ -46,7 +46,7 @@ export function createPolicy(config: Config, deps: PolicyDeps): Policy {
       const outside = deps.envelope != null && !mayRelay(client.ip, client.user, trusted);
       if (outside) {
         // Cheap first: the client's address on DNS lists (asked once, cached) before any directory work.
-        const listed = await deps.envelope!.client(client.ip);
+        const listed = await deps.envelope!.client(client);
         if (listed.action === 'reject') throw listed.error!;
       }
       if (deps.srs !== null && recipient.domain === deps.srs.domain && isSrs(recipient.local)) {

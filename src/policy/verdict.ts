@@ -37,13 +37,22 @@ export function final(verdict: Verdict): boolean {
   return verdict.action === 'reject' || verdict.action === 'tempfail';
 }
 
-/** DNS lists: the weights of the lists that name the client add up; at rejectScore, 554 5.7.1 naming them. Pure. */
+/** Score inputs that are not DNS lists: the client's reverse DNS and its HELO name. */
+const LOCAL_INPUTS = new Set(['fcrdns', 'helo']);
+
+/**
+ * The client's score: the weights of the DNS lists that name it (and of FCrDNS and HELO problems,
+ * given as pseudo-zones "fcrdns" and "helo") add up; at rejectScore, 554 5.7.1 naming them. Pure.
+ */
 export function dnsListVerdict(listings: readonly { zone: string; weight: number; codes: readonly string[] }[], rejectScore: number): Verdict {
   const score = listings.reduce((sum, l) => sum + l.weight, 0);
-  const reasons = listings.map((l) => ({ check: l.weight < 0 ? 'dnswl' : 'dnsbl', result: `${l.zone} (${l.codes.join(' ')})`, score: l.weight }));
+  const reasons = listings.map((l) => ({
+    check: LOCAL_INPUTS.has(l.zone) ? l.zone : l.weight < 0 ? 'dnswl' : 'dnsbl',
+    result: LOCAL_INPUTS.has(l.zone) ? l.codes.join(' ') : `${l.zone} (${l.codes.join(' ')})`, score: l.weight,
+  }));
   if (score < rejectScore || listings.every((l) => l.weight <= 0)) return { action: 'accept', score, reasons };
-  const blocking = listings.filter((l) => l.weight > 0).map((l) => l.zone);
-  return { action: 'reject', score, reasons, error: permanent('5.7.1', `client address listed at ${blocking.join(', ')}`, undefined, 554) };
+  const blocking = listings.filter((l) => l.weight > 0).map((l) => (l.zone === 'fcrdns' ? 'reverse DNS not confirmed' : l.zone === 'helo' ? `HELO ${l.codes.join(' ')}` : `listed at ${l.zone}`));
+  return { action: 'reject', score, reasons, error: permanent('5.7.1', `client refused: ${[...new Set(blocking)].join(', ')}`, undefined, 554) };
 }
 
 export interface ContentThresholds {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { startDns, type TestDns } from '../harness/dns.ts';
+import { reverseName, startDns, type TestDns } from '../harness/dns.ts';
 import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { startRedis, type RedisServer } from '../harness/redis.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
@@ -126,6 +126,37 @@ describe('DNS lists and greylisting at RCPT', () => {
     });
     const slow = await start({ dnsbl: { zones: [{ zone: 'slow.test', weight: 10 }], rejectScore: 10, timeoutMs: 300 } });
     assertReply(await rcpt(slow, 'someone@outside.test', 'alice@example.org'), 250, null, 'unknown is not listed');
+  });
+
+  test('FCrDNS and the HELO name as score inputs: no PTR plus a bare HELO reach the reject score; a confirmed PTR does not', async () => {
+    const scored = await start({ dnsbl: { noFcrdnsWeight: 6, badHeloWeight: 5, rejectScore: 10 } });
+    const ask = async (helo: string) => {
+      const t = await Transcript.open(scored.smtpPort);
+      try {
+        await t.hello(helo);
+        await t.command('MAIL FROM:<x@outside.test>');
+        return await t.command('RCPT TO:<alice@example.org>');
+      } finally {
+        t.close();
+      }
+    };
+    const refused = await ask('nodots');
+    assertReply(refused, 554, '5.7.1', 'no PTR (6) + HELO not a FQDN (5)');
+    assert.match(refused.text, /reverse DNS not confirmed, HELO helo-not-fqdn/);
+    assertReply(await ask('mail.outside.test'), 250, null, 'no PTR alone (6) is under 10');
+    dns.set({
+      ptr: { [reverseName('127.0.0.1')]: ['mail.outside.test'] }, a: { 'mail.outside.test': ['127.0.0.1'] },
+      txt: { 'spf-pass.example': ['v=spf1 ip4:127.0.0.1 -all'] },
+    });
+    const confirmed = await start({ dnsbl: { noFcrdnsWeight: 6, badHeloWeight: 5, rejectScore: 10 } });
+    const t = await Transcript.open(confirmed.smtpPort);
+    try {
+      await t.hello('nodots');
+      await t.command('MAIL FROM:<x@outside.test>');
+      assertReply(await t.command('RCPT TO:<alice@example.org>'), 250, null, 'confirmed PTR: only the HELO (5)');
+    } finally {
+      t.close();
+    }
   });
 
   for (const [store, extra] of [['in-process', {}], ['Redis', 'redis']] as const) {
