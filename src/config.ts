@@ -282,6 +282,8 @@ export const configSchema = z.strictObject({
     clamav: z.strictObject({
       address: z.string().default(''),
       timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+      /** clamd's StreamMaxLength: a larger message is not sent (it could not be scanned whole) and counts as a scanner failure. */
+      maxBytes: z.number().int().min(1024).default(26_214_400),
       /** When clamd is down or times out: false answers 451 4.7.1 (the sender retries), true accepts and tags the message. */
       failOpen: z.boolean().default(false),
     }).prefault({}),
@@ -291,6 +293,8 @@ export const configSchema = z.strictObject({
       address: z.string().default(''),
       timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
       failOpen: z.boolean().default(false),
+      /** Larger messages are not scored (spamc's default limit is 500 KB; spam is small). */
+      maxBytes: z.number().int().min(1024).default(2_097_152),
       /** At or above: X-Spam-Flag: YES. */
       tagScore: z.number().default(5),
       /** At or above: delivered to the recipient's Junk folder (per-user value from userJunkScoreAttribute). */

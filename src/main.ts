@@ -22,6 +22,10 @@ import type { Logger } from './log.ts';
 import { parseAddress } from './mail.ts';
 import { createDkimSigner } from './policy/dkim.ts';
 import { createContentFilter, type ContentFilter } from './policy/content.ts';
+import { createClamd } from './policy/scan/clamd.ts';
+import { createRspamd } from './policy/scan/rspamd.ts';
+import { createSpamd } from './policy/scan/spamd.ts';
+import type { SpamScanner, VirusScanner } from './policy/scan/types.ts';
 import { createEnvelopeChecks } from './policy/envelope.ts';
 import { createPolicy } from './policy/index.ts';
 import { createLimits, redisCounters } from './policy/limits.ts';
@@ -231,7 +235,24 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
 function createFilters(config: Config, log: Logger): ContentFilter | null {
   const f = config.filters;
   if (!f.authentication.enabled && f.clamav.address === '' && f.spam.scanner === 'none') return null;
-  return createContentFilter(config, { log: log.child({ component: 'filters' }), clamd: null, spam: null });
+  const problems: string[] = [];
+  let clamd: VirusScanner | null = null;
+  if (f.clamav.address !== '') {
+    const at = f.clamav.address.startsWith('/') ? null : parseHostPort(f.clamav.address);
+    if (!f.clamav.address.startsWith('/') && (at === null || at.port === 0)) problems.push('filters.clamav.address: expected host:port or an absolute Unix socket path');
+    else clamd = createClamd({ ...(at === null ? { socket: f.clamav.address } : { host: at.host, port: at.port }), timeoutMs: f.clamav.timeoutMs, maxBytes: f.clamav.maxBytes });
+  }
+  let spam: SpamScanner | null = null;
+  if (f.spam.scanner === 'spamd') {
+    const at = parseHostPort(f.spam.address);
+    if (at === null || at.port === 0) problems.push('filters.spam.address: spamd needs host:port, such as 127.0.0.1:783');
+    else spam = createSpamd({ host: at.host, port: at.port, timeoutMs: f.spam.timeoutMs });
+  } else if (f.spam.scanner === 'rspamd') {
+    if (!/^https?:\/\/\S+$/.test(f.spam.address)) problems.push('filters.spam.address: rspamd needs its URL, such as http://127.0.0.1:11333');
+    else spam = createRspamd({ url: f.spam.address, timeoutMs: f.spam.timeoutMs });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return createContentFilter(config, { log: log.child({ component: 'filters' }), clamd, spam });
 }
 
 /**

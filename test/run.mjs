@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
 
-const needed = { slapd: 'slapd', slapadd: 'slapd', ldapsearch: 'ldap-utils', 'redis-server': 'redis-server', python3: 'python3', mutt: 'mutt', script: 'bsdutils', samba: 'samba-ad-dc samba-ad-provision', 'samba-tool': 'samba-ad-dc samba-ad-provision', openssl: 'openssl', chromium: 'chromium', 'systemd-analyze': 'systemd' };
+const needed = { slapd: 'slapd', slapadd: 'slapd', ldapsearch: 'ldap-utils', 'redis-server': 'redis-server', python3: 'python3', mutt: 'mutt', script: 'bsdutils', samba: 'samba-ad-dc samba-ad-provision', 'samba-tool': 'samba-ad-dc samba-ad-provision', openssl: 'openssl', chromium: 'chromium', 'systemd-analyze': 'systemd', clamd: 'clamav-daemon', spamd: 'spamd', rspamd: 'rspamd' };
 const missing = Object.entries(needed).filter(([bin]) => {
   try {
     execFileSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`], { stdio: 'ignore' });

@@ -73,7 +73,11 @@ export function createContentFilter(config: Config, deps: ContentDeps): ContentF
         verdict = contentVerdict(findings, thresholds);
       }
       let spam: SpamResult | undefined;
-      if (!final(verdict) && deps.spam !== null) {
+      const scorable = message.length <= f.spam.maxBytes;
+      if (!final(verdict) && deps.spam !== null && !scorable) {
+        verdict = combine(verdict, { action: 'accept', score: 0, reasons: [{ check: 'spam', result: `not scored (${message.length} bytes, over filters.spam.maxBytes)` }] });
+      }
+      if (!final(verdict) && deps.spam !== null && scorable) {
         const context = {
           sender: envelope.sender, recipients: envelope.recipients, clientIp: envelope.client.ip, helo: envelope.client.helo,
           user: envelope.client.user, ...(envelope.queueId === undefined ? {} : { queueId: envelope.queueId }),
@@ -83,7 +87,7 @@ export function createContentFilter(config: Config, deps: ContentDeps): ContentF
         if (!(scored instanceof Error)) spam = scored;
         verdict = contentVerdict(findings, thresholds);
       }
-      if (deps.spam !== null || verdict.action === 'tag') headers += spamHeaders(verdict, spam, thresholds);
+      if ((deps.spam !== null && scorable) || verdict.action === 'tag') headers += spamHeaders(verdict, spam, thresholds);
       if (verdict.action === 'junk' && findings.dmarc?.result === 'fail') headers += 'X-LdapMTA-Quarantine: dmarc\r\n';
       return { verdict: combine(verdict, { action: 'accept', score: 0, reasons: spf === null ? [] : [{ check: 'spf', result: spf }] }), headers, spf };
     },
