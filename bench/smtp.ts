@@ -7,6 +7,12 @@
 // own slapd (test harness, loaded with the peers' 10,000 users, mailMessageStore under $BENCH_DIR/mail)
 // and its own redis-server. What it starts and LEAVES RUNNING: the peer (../shared/peers/start.sh;
 // stop it with ../shared/peers/stop.sh), unless STOP_PEER=1.
+// With --filters (npm run bench:smtp -- --filters): instead, the cost of the filter chain (issue 9):
+// ldapmta alone, the same deliver load unfiltered, with the chain without content scanning (DNS
+// lists, FCrDNS/HELO scoring, greylisting in Redis, SPF/DKIM/DMARC against a loopback DNS) and with
+// clamd and spamd (Debian's stock rules) in the loop; M_SCAN (1000) messages for the scanner run;
+// unfiltered and chain alternate ROUNDS (3) times and their medians are compared; QUICK=1 runs
+// only those rounds.
 // Knobs (environment): BENCH_DIR (/tmp/ldapmta-bench), BENCH_PORT (2525), M/C/SIZE (passed to the
 // peers' bench.sh: 5000/20/4096), LAT_SESSIONS (20), LAT_TXNS (2000), IDLE_SESSIONS (200),
 // BUSY_M (4000), QUICK=1 (ldapmta alone: deliver and unknown, for development), SKIP_PEER_START=1, STOP_PEER=1, KEEP_MAIL=1, LOG_LEVEL (info), NODE_FLAGS (extra flags for
@@ -16,7 +22,10 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startClamd } from '../test/harness/clamd.ts';
+import { reverseName, startDns } from '../test/harness/dns.ts';
 import { startRedis, type RedisServer } from '../test/harness/redis.ts';
+import { startSpamd } from '../test/harness/spamd.ts';
 import { REPO_ROOT, startSlapd, type Slapd } from '../test/harness/slapd.ts';
 import { SmtpConnection } from '../test/fixtures/crash-smtp.ts';
 
@@ -132,8 +141,9 @@ interface Ldapmta {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-async function startLdapmta(slapd: Slapd, redis: RedisServer): Promise<Ldapmta> {
+async function startLdapmta(slapd: Slapd, redis: RedisServer, extra: Record<string, unknown> = {}): Promise<Ldapmta> {
   const config = {
+    ...extra,
     hostname: 'mx1.example.test',
     localDomains: [DOMAIN],
     listen: { smtp: `127.0.0.1:${PORT}`, submission: '', submissions: '', pop3: '', imap: '', admin: '' },
@@ -470,7 +480,119 @@ function report(s: Record<string, unknown>): void {
   console.log(lines.join('\n'));
 }
 
-main().catch((err: unknown) => {
+// ---------------------------------------------------------------------------------------------
+// --filters: what the filter chain costs
+
+async function filtersBench(): Promise<void> {
+  if (!existsSync(join(PEERS, 'bench.sh'))) throw new Error(`${PEERS}/bench.sh not found: the benchmark needs ../shared/peers beside the checkout`);
+  const mScan = Number(process.env.M_SCAN ?? 1000);
+  mkdirSync(WORK, { recursive: true });
+  rmSync(MAIL, { recursive: true, force: true });
+  rmSync(SPOOL, { recursive: true, force: true });
+  progress('npm run build');
+  execFileSync('npm', ['run', 'build'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  progress(`generating ${USERS} users into our own slapd; redis-server, a loopback DNS, clamd and spamd (Debian's rules)`);
+  const ldif = join(WORK, 'users.ldif');
+  writeFileSync(ldif, execFileSync('python3', [join(PEERS, 'gen-directory.py'), '-n', String(USERS), '--base', BASE, '--domain', DOMAIN,
+    '--store-prefix', MAIL, '--uid', String(ID), '--gid', String(ID)], { maxBuffer: 256 << 20 }));
+  const slapd = await startSlapd({ suffix: BASE, sample: false, ldif: [ldif] });
+  const redis = await startRedis();
+  // smtp-source sends from bench@example.org with HELO client.example.org, from 127.0.0.1.
+  const dns = await startDns({
+    txt: { 'example.org': ['v=spf1 ip4:127.0.0.1 -all'], '_dmarc.example.org': ['v=DMARC1; p=none'] },
+    ptr: { [reverseName('127.0.0.1')]: ['client.example.org'] },
+    a: { 'client.example.org': ['127.0.0.1'] },
+  });
+  const [clamd, spamd] = await Promise.all([startClamd({ streamMaxLength: 64 << 20 }), startSpamd({ rules: 'debian' })]);
+  // CHAIN (a JSON object) replaces the chain, to measure one part of it alone.
+  const chain: Record<string, unknown> = process.env.CHAIN ? JSON.parse(process.env.CHAIN) as Record<string, unknown> : {
+    dnsbl: { zones: [{ zone: 'bl.bench.test', weight: 10 }, { zone: 'wl.bench.test', weight: -5 }], rejectScore: 10, noFcrdnsWeight: 3, badHeloWeight: 2 },
+    greylist: { enabled: true, delaySeconds: 1, skipOnSpfPass: false },
+    authentication: { enabled: true },
+  };
+  // Unfiltered and chain alternate (ROUNDS times, default 3) so that drift of the machine hits both alike.
+  const rounds = Number(process.env.ROUNDS ?? 3);
+  const runs: [string, Record<string, unknown>, number][] = [
+    ...Array.from({ length: rounds }, () => [['unfiltered', {}, Number(process.env.M ?? 5000)], ['chain', chain, Number(process.env.M ?? 5000)]] as [string, Record<string, unknown>, number][]).flat(),
+    ['chain+clamd+spamd', {
+      ...chain, clamav: { address: `127.0.0.1:${clamd.port}`, maxBytes: clamd.streamMaxLength },
+      spam: { scanner: 'spamd', address: `127.0.0.1:${spamd.port}`, rejectScore: 1000, junkScore: 1000 },
+    }, mScan],
+    ['unfiltered', {}, mScan],
+  ];
+  const rows: { name: string; m: number; line: BenchLine | undefined }[] = [];
+  try {
+    // QUICK=1: the unfiltered and chain runs only (for tuning the chain).
+    for (const [index, [name, filters, m]] of (process.env.QUICK === '1' ? runs.slice(0, 2 * rounds) : runs).entries()) {
+      const ldapmta = await startLdapmta(slapd, redis, { filters, delivery: { dnsServers: [dns.server] }, relay: { trustedNetworks: [] } });
+      try {
+        const roots = `ldapmta=${ldapmta.pid},slapd=${slapd.pid},redis=${redis.pid},clamd=${clamd.pid},spamd=${spamd.pid}`;
+        const env = { ROOTS: roots, MAILDIR_GLOB: `${MAIL}/*`, LDAP_URI: slapd.url, RESULTS, PEERS_USERS: String(USERS), M: String(m) };
+        const tag = `${TAG}-${index}-${name}-${m}`;
+        if ((filters as { greylist?: unknown }).greylist !== undefined) {
+          // smtp-source gives up a session at the first 451, so the greylist triplets of the load's
+          // recipients (i.rnd@DOMAIN from bench@example.org) are first made known by RCPTs of our own.
+          progress(`${name}: seeding ${m} greylist triplets`);
+          await seedGreylist(m);
+          await sleep(1500);
+        }
+        progress(`${name}, M=${m}: a first pass (cache, Maildirs), then the measured one`);
+        await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...env, TAG: `${tag}-warmup`, E2E: '0' }, { quiet: true });
+        await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...env, TAG: tag });
+        rows.push({ name, m, line: readResults(tag)[0] });
+        const problems = logProblems(ldapmta.logFile);
+        if (problems.error > 0) progress(`${name}: ${problems.error} error lines in the log: ${problems.samples.join(' | ')}`);
+      } finally {
+        ldapmta.child.kill('SIGTERM');
+        await ldapmta.exited;
+      }
+    }
+  } finally {
+    await Promise.all([clamd.stop(), spamd.stop(), dns.close(), redis.stop()]);
+    await slapd.stop();
+    if (process.env.KEEP_MAIL !== '1') rmSync(MAIL, { recursive: true, force: true });
+  }
+  const fig = (row: { line: BenchLine | undefined }, k: string) => (typeof row.line?.[k] === 'number' ? row.line[k] as number : NaN);
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  /** The median end-to-end rate of the unfiltered runs with this M. */
+  const baseE2e = (m: number) => median(rows.filter((r) => r.name === 'unfiltered' && r.m === m).map((r) => fig(r, 'e2e_msgs_per_s')));
+  const base = (m: number) => ({ line: { e2e_msgs_per_s: baseE2e(m) } as unknown as BenchLine });
+  const lines = [
+    '', `## bench:smtp --filters ${TAG} (${new Date().toISOString()})`, '',
+    '| run | M | accepted msgs/s | end-to-end msgs/s | CPU ms/msg (all processes) | client errors | e2e vs unfiltered |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${r.m} | ${fig(r, 'accept_msgs_per_s')} | ${fig(r, 'e2e_msgs_per_s')} | ${fig(r, 'cpu_ms_per_msg')} | ${fig(r, 'client_errors')} | ${(fig(r, 'e2e_msgs_per_s') / fig(base(r.m), 'e2e_msgs_per_s')).toFixed(2)} |`),
+    '',
+  ];
+  const chainRows = rows.filter((r) => r.name === 'chain');
+  const chainE2e = median(chainRows.map((r) => fig(r, 'e2e_msgs_per_s')));
+  const cost = 1 - chainE2e / baseE2e(chainRows[0]!.m);
+  lines.push(`Medians of ${chainRows.length} alternating rounds: unfiltered ${baseE2e(chainRows[0]!.m)}, chain ${chainE2e} end-to-end msgs/s.`);
+  lines.push(`Target (issue 9 item 7): the chain without content scanning costs < 15% of unfiltered throughput: ${(100 * cost).toFixed(1)}% -> ${cost < 0.15 ? 'met' : 'NOT met'}`);
+  console.log(lines.join('\n'));
+  appendFileSync(join(WORK, 'summaries.jsonl'), `${JSON.stringify({ tag: TAG, filters: rows.map((r) => ({ name: r.name, m: r.m, ...r.line })) })}\n`);
+}
+
+/** MAIL and RCPT (then RSET) for 1..m.rnd@DOMAIN from bench@example.org, over 10 connections: each triplet gets its first 451. */
+async function seedGreylist(m: number): Promise<void> {
+  await Promise.all(Array.from({ length: 10 }, async (_, lane) => {
+    const c = await SmtpConnection.connect(PORT, { timeoutMs: 10_000 });
+    try {
+      await c.expect(null, 220);
+      await c.expect('EHLO client.example.org', 250);
+      for (let i = lane + 1; i <= m; i += 10) {
+        await c.expect('MAIL FROM:<bench@example.org>', 250);
+        const reply = await c.command(`RCPT TO:<${i}.rnd@${DOMAIN}>`);
+        if (reply.code !== 451 && reply.code !== 250) throw new Error(`seeding ${i}.rnd: ${reply.code}`);
+        await c.expect('RSET', 250);
+      }
+    } finally {
+      c.close();
+    }
+  }));
+}
+
+(process.argv.includes('--filters') ? filtersBench() : main()).catch((err: unknown) => {
   console.error(`bench:smtp failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
   process.exitCode = 1;
 });
