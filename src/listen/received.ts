@@ -1,5 +1,6 @@
 // The Received header this server prepends (RFC 5321 §4.4): who connected, from where, over what,
 // and the queue id. Client-supplied text is reduced to safe characters: nothing can break out.
+import { type Address, formatAddress } from '../mail.ts';
 
 export interface ReceivedFacts {
   helo: string;
@@ -31,4 +32,17 @@ export function receivedHeader(f: ReceivedFacts): string {
   const tls = f.tls === null ? '' : `\r\n\t(using ${safeToken(f.tls.version, 20)} with cipher ${safeToken(f.tls.cipher, 100)})`;
   const rcpt = f.recipient === null ? '' : `\r\n\tfor <${safeToken(f.recipient, 320)}>`;
   return `Received: ${from}\r\n\t${by}${tls} id ${safeToken(f.queueId, 64)}${rcpt};\r\n\t${rfc5322Date(f.date)}\r\n`;
+}
+
+/** Our Received field for a message taken in an smtp-server session. */
+export function receivedOf(
+  session: { hostNameAppearsAs?: string; clientHostname: string; remoteAddress: string; transmissionType: string; tlsOptions?: { version?: string; name?: string } | false | undefined },
+  hostname: string, queueId: string, recipients: readonly Address[], date: Date,
+): string {
+  return receivedHeader({
+    helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
+    hostname, protocol: session.transmissionType,
+    tls: session.tlsOptions ? { version: session.tlsOptions.version ?? '', cipher: session.tlsOptions.name ?? '' } : null,
+    queueId, recipient: recipients.length === 1 ? formatAddress(recipients[0]!) : null, date,
+  });
 }

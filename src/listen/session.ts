@@ -17,7 +17,7 @@ import { mayRelay, trustedNetworks } from '../policy/rules.ts';
 import { describeVerdict, final } from '../policy/verdict.ts';
 import type { Queue } from '../queue/types.ts';
 import { collectMessage, DataHygiene } from './hygiene.ts';
-import { receivedHeader } from './received.ts';
+import { receivedOf } from './received.ts';
 import { createSubmitHooks, type SubmitDeps } from './submit.ts';
 
 type Callback = (err?: Error | null) => void;
@@ -179,17 +179,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       return;
     }
     const started = Date.now();
-    const t = transaction(session);
-    const mailFrom = session.envelope.mailFrom;
-    const envelope = {
-      sender: mailFrom && mailFrom.address !== '' ? parseAddress(mailFrom.address) : null,
-      recipients: session.envelope.rcptTo.map((r) => parseAddress(r.address)),
-      client: client(session),
-      receivedAt: new Date(),
-    };
-    const limits = [...t.resolutions.values()].map((r) => (r === null || r.kind === 'unknown' || r.kind === 'reject' ? null : r.sizeMax));
-    const refuseAbove = limits.length > 0 && limits.every((l) => l !== null) ? Math.max(...(limits as number[])) : null;
-    const hygiene = new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove });
+    const { envelope, hygiene } = dataStart(stream, session);
     // smtp-server destroys the DATA stream without an error when the client goes away mid-DATA;
     // the queue must still hear of it, or its accept would wait for an end that never comes.
     let out: PassThrough | null = null;
@@ -209,12 +199,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
         out.destroy(failure);
         return out;
       }
-      out.write(receivedHeader({
-        helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
-        hostname: config.hostname, protocol: session.transmissionType,
-        tls: session.tlsOptions ? { version: session.tlsOptions.version, cipher: session.tlsOptions.name } : null,
-        queueId, recipient: envelope.recipients.length === 1 ? formatAddress(envelope.recipients[0]!) : null, date: envelope.receivedAt,
-      }));
+      out.write(receivedOf(session, config.hostname, queueId, envelope.recipients, envelope.receivedAt));
       stream.pipe(hygiene).pipe(out);
       return out;
     };
@@ -238,9 +223,8 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     });
   }
 
-  /** The whole message, its verdict, then (unless refused) the queue: 250 only after the fsync, as always. */
-  function filteredData(content: ContentFilter, stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void)): void {
-    const started = Date.now();
+  /** The envelope of this DATA, and the checker its bytes go through (the recipients' mailSizeMax included). */
+  function dataStart(stream: SMTPServerDataStream, session: SMTPServerSession) {
     const t = transaction(session);
     const mailFrom = session.envelope.mailFrom;
     const envelope = {
@@ -251,7 +235,13 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     };
     const limits = [...t.resolutions.values()].map((r) => (r === null || r.kind === 'unknown' || r.kind === 'reject' ? null : r.sizeMax));
     const refuseAbove = limits.length > 0 && limits.every((l) => l !== null) ? Math.max(...(limits as number[])) : null;
-    const hygiene = new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove });
+    return { envelope, hygiene: new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove }) };
+  }
+
+  /** The whole message, its verdict, then (unless refused) the queue: 250 only after the fsync, as always. */
+  function filteredData(content: ContentFilter, stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void)): void {
+    const started = Date.now();
+    const { envelope, hygiene } = dataStart(stream, session);
     let verdictText = '';
     collectMessage(stream, hygiene).then(async (raw) => {
       // RFC 8601 §5: results claiming to be ours, and our spam fields, are not believed from outside.
@@ -264,12 +254,9 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
       verdictText = describeVerdict(checked.verdict);
       metrics?.filterVerdicts.inc({ action: checked.verdict.action });
       if (final(checked.verdict)) throw checked.verdict.error!;
-      const queueId = await queue.accept(envelope, (id) => Readable.from([Buffer.from(receivedHeader({
-        helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
-        hostname: config.hostname, protocol: session.transmissionType,
-        tls: session.tlsOptions ? { version: session.tlsOptions.version, cipher: session.tlsOptions.name } : null,
-        queueId: id, recipient: envelope.recipients.length === 1 ? formatAddress(envelope.recipients[0]!) : null, date: envelope.receivedAt,
-      }) + checked.headers), message]));
+      const queueId = await queue.accept(envelope, (id) => Readable.from([
+        Buffer.from(receivedOf(session, config.hostname, id, envelope.recipients, envelope.receivedAt) + checked.headers), message,
+      ]));
       log.info({
         queueId, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender),
         recipients: envelope.recipients.length, size: message.length, ms: Date.now() - started, verdict: verdictText, score: checked.verdict.score,

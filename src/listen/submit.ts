@@ -15,7 +15,7 @@ import { isLoopback } from '../policy/rules.ts';
 import { fromRefusal, headerAddresses, missingFields, type Principal, senderRefusal } from '../policy/submission.ts';
 import type { Queue } from '../queue/types.ts';
 import { collectMessage, type DataHygiene } from './hygiene.ts';
-import { receivedHeader } from './received.ts';
+import { receivedOf } from './received.ts';
 
 type Callback = (err?: Error | null) => void;
 
@@ -128,12 +128,9 @@ export function createSubmitHooks(config: Config, deps: HookDeps) {
       throw temporary('4.3.0', 'could not sign the message, try again later', err);
     });
     const envelope = { sender, recipients: session.envelope.rcptTo.map((r) => parseAddress(r.address)), client, receivedAt: now };
-    const queueId = await deps.queue.accept(envelope, (id) => Readable.from([Buffer.from(receivedHeader({
-      helo: session.hostNameAppearsAs || '', clientHostname: session.clientHostname, ip: session.remoteAddress,
-      hostname: config.hostname, protocol: session.transmissionType,
-      tls: session.tlsOptions ? { version: session.tlsOptions.version, cipher: session.tlsOptions.name } : null,
-      queueId: id, recipient: envelope.recipients.length === 1 ? formatAddress(envelope.recipients[0]!) : null, date: now,
-    }) + signature), completed]));
+    const queueId = await deps.queue.accept(envelope, (id) => Readable.from([
+      Buffer.from(receivedOf(session, config.hostname, id, envelope.recipients, now) + signature), completed,
+    ]));
     await limits.sent(principal.login, envelope.recipients.length);
     log.info({ queueId, sessionId: session.id, login: principal.login, from: sender === null ? '<>' : formatAddress(sender), recipients: envelope.recipients.length, size: completed.length, signed: signature !== '' ? fromDomain : null, added: added === '' ? null : added.split(':')[0] }, 'submitted');
     return queueId;
