@@ -12,6 +12,7 @@
 //                                               the connection while the client is still writing
 //   "... ERROR\0"                               any other failure
 import net from 'node:net';
+import { exchange } from './exchange.ts';
 import { temporary, type MailError } from '../../mail.ts';
 import type { VirusResult, VirusScanner } from './types.ts';
 
@@ -80,23 +81,10 @@ export function createClamd(options: ClamdOptions): VirusScanner {
         return Promise.reject(temporary('4.7.1', 'message too large for the virus scanner, try again later',
           new Error(`clamd ${where}: message of ${message.length} bytes is over the stream limit of ${options.maxBytes}`)));
       }
-      return new Promise<VirusResult>((resolve, reject) => {
-        const socket = socketPath !== null ? net.connect({ path: socketPath }) : net.connect({ host, port: options.port as number });
+      const socket = socketPath !== null ? net.connect({ path: socketPath }) : net.connect({ host, port: options.port as number });
+      return exchange<VirusResult>(socket, { timeoutMs: options.timeoutMs, label: `clamd ${where}`, unavailable: UNAVAILABLE, ownErrors: true }, (x) => {
+        const { finish, fail } = x;
         let reply = Buffer.alloc(0);
-        let settled = false;
-        const finish = (outcome: VirusResult | MailError): void => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          socket.removeAllListeners('data');
-          socket.on('error', () => undefined);
-          socket.destroy();
-          if (outcome instanceof Error) reject(outcome);
-          else resolve(outcome);
-        };
-        const fail = (what: string, cause?: unknown): void =>
-          finish(temporary('4.7.1', UNAVAILABLE, new Error(`clamd ${where}: ${what}`, cause === undefined ? undefined : { cause })));
-        const timer = setTimeout(() => fail(`no answer within ${options.timeoutMs} ms`), options.timeoutMs);
 
         // Written with flow control, and no further once clamd has answered: over StreamMaxLength it
         // replies and closes mid-stream, and every byte still queued makes a write error (EPIPE)
@@ -113,7 +101,7 @@ export function createClamd(options: ClamdOptions): VirusScanner {
         socket.once('connect', () => {
           void (async () => {
             for (const piece of instream(message)) {
-              if (settled || reply.length > 0 || socket.destroyed) return;
+              if (x.settled || reply.length > 0 || socket.destroyed) return;
               if (!socket.write(piece)) await drained();
             }
           })();

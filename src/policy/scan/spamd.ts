@@ -9,6 +9,7 @@
 // spamd closes the connection after the reply. A status other than 0 (EX_OK) is a failure, e.g.
 // "SPAMD/1.0 76 Bad header line: ..." (EX_PROTOCOL). SYMBOLS is CHECK plus the rule list.
 import net from 'node:net';
+import { exchange } from './exchange.ts';
 import { temporary, type MailError } from '../../mail.ts';
 import type { SpamContext, SpamResult, SpamScanner } from './types.ts';
 
@@ -72,24 +73,10 @@ export function createSpamd(options: SpamdOptions): SpamScanner {
   return {
     name: 'spamd',
     score(message: Buffer, _context: SpamContext): Promise<SpamResult> {
-      return new Promise<SpamResult>((resolve, reject) => {
-        const socket = net.connect({ host: options.host, port: options.port });
+      const socket = net.connect({ host: options.host, port: options.port });
+      return exchange<SpamResult>(socket, { timeoutMs: options.timeoutMs, label: `spamd ${where}`, unavailable: UNAVAILABLE }, ({ finish, fail }) => {
         const chunks: Buffer[] = [];
         let received = 0;
-        let settled = false;
-        const finish = (outcome: SpamResult | MailError): void => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          socket.removeAllListeners('data');
-          socket.on('error', () => undefined);
-          socket.destroy();
-          if (outcome instanceof Error) reject(outcome);
-          else resolve(outcome);
-        };
-        const fail = (what: string, cause?: unknown): void =>
-          finish(temporary('4.7.1', UNAVAILABLE, new Error(`spamd ${where}: ${what}`, cause === undefined ? undefined : { cause })));
-        const timer = setTimeout(() => fail(`no answer within ${options.timeoutMs} ms`), options.timeoutMs);
 
         socket.once('connect', () => {
           let head = `SYMBOLS SPAMC/1.5\r\nContent-length: ${message.length}\r\n`;
@@ -114,7 +101,6 @@ export function createSpamd(options: SpamdOptions): SpamScanner {
             finish(err as MailError);
           }
         });
-        socket.on('error', (err: Error) => fail(err.message, err));
       });
     },
   };
