@@ -170,7 +170,14 @@ async function lookup(config: Config, text: string, json: boolean): Promise<numb
     process.stderr.write(`ldapmta: ${(err as Error).message}\n`);
     return EX_USAGE;
   }
-  const directory = await createDirectory(config, { log: toolLogger(config) });
+  let directory;
+  try {
+    directory = await createDirectory(config, { log: toolLogger(config) });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`ldapmta: ${err.message}\n`);
+    return EX_CONFIG;
+  }
   try {
     const result = await directory.lookup(address);
     const key = directory.resolver.key(address);

@@ -106,6 +106,12 @@ describe('ldapmta CLI', () => {
       assert.match(r.stderr, /directory\.poolSize/);
     });
 
+    test('lookup with an unreadable directory.tls.ca: exit 78 naming the key', async () => {
+      const r = await cli(['lookup', 'alice@example.org', '--config', file('bad-ca.yaml', 'directory:\n  urls: ["ldaps://127.0.0.1:1"]\n  tls:\n    ca: /nonexistent/ca.pem\n')]);
+      assert.equal(r.code, 78, show(r));
+      assert.match(r.stderr, /directory\.tls\.ca: cannot read/);
+    });
+
     test('serve refuses to start on an invalid file: exit 78, the key named, no listener opened', async () => {
       const r = await cli(['serve', '--config', file('bad-serve.yaml', 'listen:\n  smtp: "127.0.0.1:0"\nsmtp:\n  maxRecipients: many\n')]);
       assert.equal(r.code, 78, show(r));
