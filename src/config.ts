@@ -258,6 +258,8 @@ export const configSchema = z.strictObject({
       skipOnSpfPass: z.boolean().default(true),
       /** A directory attribute (boolean) whose TRUE turns greylisting off for that recipient; empty: none. */
       optOutAttribute: attributeName.default(''),
+      /** With cache.redis: a triplet that passed is answered from this process's memory this long, without asking Redis; 0: always ask. */
+      passCacheSeconds: z.number().int().min(0).max(86_400).default(300),
     }).prefault({}),
     /**
      * Directory-harvest protection: after slowAfter unknown recipients in one session each reply

@@ -13,7 +13,7 @@ import type { Logger } from '../log.ts';
 import { type Address, type ClientInfo, formatAddress } from '../mail.ts';
 import { checkDnsLists, createPolicyDns } from './dnsbl.ts';
 import { checkFcrdns, heloChecks, type FcrdnsResult } from './fcrdns.ts';
-import { createGreylist, greylistWhitelist, memoryGreylistStore, redisGreylistStore } from './greylist.ts';
+import { createGreylist, greylistWhitelist, memoryGreylistStore, passCachedStore, redisGreylistStore } from './greylist.ts';
 import { dnsListVerdict, describeVerdict, type Verdict } from './verdict.ts';
 import { mailauthResolver } from './content.ts';
 
@@ -38,7 +38,10 @@ export function createEnvelopeChecks(config: Config, deps: { log: Logger; redis:
   const greylist = f.greylist.enabled ? createGreylist(
     { delaySeconds: f.greylist.delaySeconds, lifetimeSeconds: f.greylist.lifetimeSeconds },
     {
-      store: deps.redis === null ? memoryGreylistStore() : redisGreylistStore(deps.redis, { prefix: `${config.cache.keyPrefix}greylist:` }),
+      store: deps.redis === null ? memoryGreylistStore() : passCachedStore(
+        redisGreylistStore(deps.redis, { prefix: `${config.cache.keyPrefix}greylist:` }),
+        { ttlMs: Math.min(f.greylist.passCacheSeconds, f.greylist.lifetimeSeconds) * 1000 },
+      ),
       whitelist: greylistWhitelist(f.greylist.networks, f.greylist.domains), log,
     },
   ) : null;

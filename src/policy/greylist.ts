@@ -1,7 +1,8 @@
 // Greylisting: the first delivery attempt of a (client network, sender, recipient) triplet is
 // refused temporarily; a retry after the delay passes and the triplet is remembered for the
 // lifetime. The decision and the exemptions are pure; two stores keep the entries: this process's
-// memory (bounded, swept) and Redis (shared by every node, one round trip per check).
+// memory (bounded, swept) and Redis (shared by every node, one round trip per check, with passes
+// remembered in process for a while so a known correspondent costs no round trip).
 // Must never: refuse mail because the store failed. A Redis error is `unavailable` and the caller
 // accepts the mail (fails open) and logs it.
 import { createHash } from 'node:crypto';
@@ -281,6 +282,42 @@ export function redisGreylistStore(redis: Redis, options: RedisStoreOptions): Gr
       } finally {
         clearTimeout(timer);
       }
+    },
+  };
+}
+
+export interface PassCacheOptions {
+  /** A pass is answered from memory for this long; 0 turns the cache off. */
+  readonly ttlMs: number;
+  /** At most this many remembered passes (the oldest go first). Default 100 000. */
+  readonly maxEntries?: number;
+}
+
+/**
+ * Passes remembered in this process in front of a shared store: a triplet that passed is answered
+ * `pass` for ttlMs without a round trip, after which the store is asked again (and its entry's
+ * lifetime renewed). Refusals and failures are never remembered, so a first attempt always
+ * reaches the store. The cost: a triplet removed from Redis by hand still passes on a node that
+ * remembers it, for up to ttlMs.
+ */
+export function passCachedStore(inner: GreylistStore, options: PassCacheOptions): GreylistStore {
+  if (options.ttlMs <= 0) return inner;
+  const max = Math.max(1, options.maxEntries ?? 100_000);
+  /** key → the decision's entry and when it stops being answered from here; in insertion order. */
+  const passes = new Map<string, { entry: GreylistEntry; until: number }>();
+  return {
+    async check(key, now, timing) {
+      const remembered = passes.get(key);
+      if (remembered !== undefined && now < remembered.until && now < remembered.entry.expiresAt) {
+        return { status: 'checked', pass: true, entry: remembered.entry };
+      }
+      passes.delete(key);
+      const result = await inner.check(key, now, timing);
+      if (result.status === 'checked' && result.pass) {
+        passes.set(key, { entry: result.entry, until: now + options.ttlMs });
+        if (passes.size > max) passes.delete(passes.keys().next().value!);
+      }
+      return result;
     },
   };
 }

@@ -14,7 +14,7 @@ import { checkDnsLists, createPolicyDns, type DnsListZone, type PolicyDns } from
 import { checkFcrdns, heloChecks, MAX_PTR_NAMES } from '../../src/policy/fcrdns.ts';
 import {
   createGreylist, decide, formatEntry, greylistKey, greylistTriplet, greylistWhitelist, memoryGreylistStore,
-  redisGreylistStore, type GreylistCheck, type GreylistEntry, type GreylistStore,
+  passCachedStore, redisGreylistStore, type GreylistCheck, type GreylistEntry, type GreylistStore,
 } from '../../src/policy/greylist.ts';
 
 const V6_LISTED = '2001:db8:5::25';
@@ -463,6 +463,22 @@ describe('greylisting against a real redis-server', () => {
     const fresh = checked(await redisStore.check('k', t0 + 2_000_000, timing));
     assert.deepEqual(fresh, { status: 'checked', ...decide(null, t0 + 2_000_000, timing) });
     assert.equal(await admin.get(`${PREFIX}lua:k`), formatEntry(fresh.entry));
+  });
+
+  test('passes remembered in process: no round trip while remembered, Redis asked again (and its lifetime renewed) after ttlMs', async () => {
+    const timing = { delaySeconds: 1, lifetimeSeconds: 30 };
+    const key = `${PREFIX}pc:k`;
+    const store = passCachedStore(redisGreylistStore(redis, { prefix: `${PREFIX}pc:` }), { ttlMs: 1500 });
+    const t = Date.now();
+    assert.equal(checked(await store.check('k', t, timing)).pass, false);
+    assert.equal(checked(await store.check('k', t + 1000, timing)).pass, true);
+    await admin.del(key); // as an admin clearing the triplet by hand
+    assert.equal(checked(await store.check('k', t + 1200, timing)).pass, true, 'remembered: Redis not asked');
+    assert.equal(await admin.exists(key), 0, 'and not written');
+    assert.equal(checked(await store.check('k', t + 2600, timing)).pass, false, 'after ttlMs Redis is asked: first sight again');
+    assert.equal(await admin.exists(key), 1);
+    const unremembered = redisGreylistStore(redis, { prefix: `${PREFIX}pc:` });
+    assert.equal(passCachedStore(unremembered, { ttlMs: 0 }), unremembered);
   });
 
   test('a Redis that lost its scripts (SCRIPT FLUSH) is sent the script again', async () => {

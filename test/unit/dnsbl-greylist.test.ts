@@ -10,7 +10,7 @@ import {
 import { heloChecks } from '../../src/policy/fcrdns.ts';
 import {
   clientNetwork, decide, formatEntry, greylistError, greylistExemption, greylistKey, greylistSender, greylistTriplet,
-  greylistWhitelist, memoryGreylistStore, parseEntry, whitelistedDomain, type GreylistCheck,
+  greylistWhitelist, memoryGreylistStore, parseEntry, passCachedStore, whitelistedDomain, type GreylistCheck, type GreylistStore,
 } from '../../src/policy/greylist.ts';
 
 describe('reversed names', () => {
@@ -364,5 +364,67 @@ describe('greylisting: the in-process store (fake clock)', () => {
     assert.equal(store.size(), 2, 'a, b and c expired and were swept; d (written 20 s later) is still alive');
     await store.check('f', t + 625_000, timing);
     assert.equal(store.size(), 3, 'd has expired, but the last sweep was less than 30 s ago');
+  });
+});
+
+describe('greylisting: passes remembered in front of a shared store', () => {
+  const timing = { delaySeconds: 60, lifetimeSeconds: 3600 };
+  /** The in-process store, counting how often it is asked. */
+  function counted(): GreylistStore & { asked: number } {
+    const inner = memoryGreylistStore();
+    const store = { asked: 0, check: (key: string, now: number, t: typeof timing) => { store.asked++; return inner.check(key, now, t); } };
+    return store;
+  }
+
+  test('refusals always reach the store; a pass is answered from memory until ttlMs, then the store is asked again', async () => {
+    const inner = counted();
+    const store = passCachedStore(inner, { ttlMs: 300_000 });
+    const t = 1_000_000;
+    assert.equal(checked(await store.check('k', t, timing)).pass, false);
+    assert.equal(checked(await store.check('k', t + 1000, timing)).pass, false, 'an early retry');
+    assert.equal(inner.asked, 2);
+    const passed = checked(await store.check('k', t + 60_000, timing));
+    assert.equal(passed.pass, true);
+    assert.equal(inner.asked, 3);
+    for (const at of [t + 60_001, t + 200_000, t + 359_999]) {
+      assert.deepEqual(await store.check('k', at, timing), passed, `from memory at +${at - t} ms`);
+    }
+    assert.equal(inner.asked, 3, 'no round trip while remembered');
+    assert.equal(checked(await store.check('k', t + 360_000, timing)).pass, true);
+    assert.equal(inner.asked, 4, 'asked again after ttlMs (the stored lifetime is renewed there)');
+    assert.equal(checked(await store.check('other', t + 360_001, timing)).pass, false, 'another key is its own');
+  });
+
+  test('never past the entry\'s own lifetime; failures are not remembered; ttlMs 0 is the store itself', async () => {
+    const inner = counted();
+    const store = passCachedStore(inner, { ttlMs: 10_000_000 });
+    const t = 2_000_000;
+    await store.check('k', t, timing);
+    await store.check('k', t + 60_000, timing);
+    const asked = inner.asked;
+    assert.equal(checked(await store.check('k', t + 60_000 + 3_600_000, timing)).pass, false, 'expired: first sight again, from the store');
+    assert.equal(inner.asked, asked + 1);
+
+    let calls = 0;
+    const down: GreylistStore = { check: async () => { calls++; return { status: 'unavailable', error: 'down' }; } };
+    const overDown = passCachedStore(down, { ttlMs: 60_000 });
+    assert.equal((await overDown.check('k', t, timing)).status, 'unavailable');
+    assert.equal((await overDown.check('k', t + 1, timing)).status, 'unavailable');
+    assert.equal(calls, 2);
+    assert.equal(passCachedStore(down, { ttlMs: 0 }), down);
+  });
+
+  test('bounded: past maxEntries the oldest remembered pass is forgotten (and asked of the store again)', async () => {
+    const inner = counted();
+    const store = passCachedStore(inner, { ttlMs: 600_000, maxEntries: 2 });
+    const t = 3_000_000;
+    for (const key of ['a', 'b', 'c']) await store.check(key, t, timing);
+    for (const key of ['a', 'b', 'c']) assert.ok(checked(await store.check(key, t + 60_000, timing)).pass);
+    const asked = inner.asked;
+    await store.check('c', t + 60_001, timing);
+    await store.check('b', t + 60_002, timing);
+    assert.equal(inner.asked, asked, 'b and c remembered');
+    await store.check('a', t + 60_003, timing);
+    assert.equal(inner.asked, asked + 1, 'a was forgotten');
   });
 });
