@@ -18,7 +18,7 @@
 // BUSY_M (4000), QUICK=1 (ldapmta alone: deliver and unknown, for development), SKIP_PEER_START=1, STOP_PEER=1, KEEP_MAIL=1, LOG_LEVEL (info), NODE_FLAGS (extra flags for
 // the ldapmta process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -540,6 +540,7 @@ async function filtersBench(): Promise<void> {
         await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...env, TAG: `${tag}-warmup`, E2E: '0' }, { quiet: true });
         await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...env, TAG: tag });
         rows.push({ name, m, line: readResults(tag)[0] });
+        copyFileSync(ldapmta.logFile, join(WORK, `${tag}.log`)); // each run's log kept, for its "received" latencies
         const problems = logProblems(ldapmta.logFile);
         if (problems.error > 0) progress(`${name}: ${problems.error} error lines in the log: ${problems.samples.join(' | ')}`);
       } finally {

@@ -1,6 +1,7 @@
 // Reads the header section of a stored message (streaming, capped) and returns the values of the
-// fields asked for. Used for loop detection before a delivery; never reads the body.
-import type { Readable } from 'node:stream';
+// fields asked for. Used for loop detection before a delivery; never reads the body. Also drops
+// header fields, from a whole message (withoutFields) or from one streaming past (FieldFilter).
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 
 const MAX_HEADER_BYTES = 256 * 1024;
 
@@ -69,4 +70,44 @@ export function withoutFields(message: Buffer, drop: (name: string, value: strin
   if (!changed) return message;
   // The separator after the last kept field comes with the rest of the message.
   return Buffer.concat([Buffer.from(kept.join('').replace(/\r?\n$/, ''), 'latin1'), message.subarray(end)]);
+}
+
+/**
+ * withoutFields() as a stream: holds the header section (at most MAX_HEADER_BYTES, as
+ * withoutFields reads) until its empty line, lets withoutFields drop the fields, then passes
+ * the body through untouched. Its output equals withoutFields() of the whole input.
+ */
+export class FieldFilter extends Transform {
+  private head: Buffer[] = [];
+  private headLength = 0;
+  private passing = false;
+
+  constructor(private readonly dropField: (name: string, value: string) => boolean) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.passing) {
+      callback(null, chunk);
+      return;
+    }
+    // Where an empty line could start: from the last 2 bytes already held ("\n" + "\r\n" across chunks).
+    const from = Math.max(0, this.headLength - 2);
+    this.head.push(chunk);
+    this.headLength += chunk.length;
+    const held = Buffer.concat(this.head, this.headLength);
+    if (this.headLength >= MAX_HEADER_BYTES || held.indexOf('\n\n', from) >= 0 || held.indexOf('\n\r\n', from) >= 0) this.release(held);
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (!this.passing) this.release(Buffer.concat(this.head, this.headLength));
+    callback();
+  }
+
+  private release(held: Buffer): void {
+    this.passing = true;
+    this.head = [];
+    this.push(withoutFields(held, this.dropField));
+  }
 }

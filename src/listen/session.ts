@@ -2,7 +2,8 @@
 // becomes the reply. The only place that answers SMTP on the receiving side; it decides nothing.
 // On the submission ports it also logs users in (AUTH) and holds the message for the checks and
 // the DKIM signature that need all of it (submit.ts). With content filters on, mail from outside
-// is held whole too, for the verdict that must come before the 250 (policy/content.ts).
+// is held whole too, for the verdict that must come before the 250 (policy/content.ts), while it
+// is also being written to the queue, which commits it only if the verdict lets it.
 import { PassThrough, Readable } from 'node:stream';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config.ts';
@@ -10,7 +11,7 @@ import type { Resolution } from '../directory/types.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { type Address, asMailError, type ClientInfo, formatAddress, MailError, parseAddress, permanent, temporary } from '../mail.ts';
-import { withoutFields } from '../deliver/headers.ts';
+import { FieldFilter, withoutFields } from '../deliver/headers.ts';
 import type { ContentFilter } from '../policy/content.ts';
 import type { Policy } from '../policy/index.ts';
 import { mayRelay, trustedNetworks } from '../policy/rules.ts';
@@ -47,6 +48,11 @@ export interface SessionDeps {
 /** Fields only this server may write: dropped when a message from outside carries them. */
 const OWN_FIELDS = new Set(['x-spam-flag', 'x-spam-score', 'x-spam-status', 'x-ldapmta-quarantine']);
 
+/** RFC 8601 §5: results claiming to be ours, and our spam fields, are not believed from outside. */
+function isOwnField(name: string, value: string, hostname: string): boolean {
+  return OWN_FIELDS.has(name) || (name === 'authentication-results' && value.split(';')[0]!.trim().toLowerCase() === hostname);
+}
+
 /** An error smtp-server sends as "<reply> <status> <text>". */
 export function smtpError(err: MailError): Error & { responseCode: number } {
   return Object.assign(new Error(`${err.status} ${err.message}`), { responseCode: err.reply });
@@ -56,6 +62,7 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
   const { policy, queue, log, metrics } = deps;
   const listener = deps.listener ?? 'smtp';
   const trusted = trustedNetworks(config.relay.trustedNetworks);
+  const ownField = (name: string, value: string) => isOwnField(name, value, config.hostname);
   /** Unknown recipients asked for in each session (directory-harvest protection). */
   const unknownBySession = new WeakMap<SMTPServerSession, number>();
   const transactions = new WeakMap<SMTPServerSession, Transaction>();
@@ -238,33 +245,45 @@ export function createSessionHooks(config: Config, deps: SessionDeps) {
     return { envelope, hygiene: new DataHygiene({ maxReceived: config.smtp.maxReceivedHeaders, oversized: () => stream.sizeExceeded, refuseAbove }) };
   }
 
-  /** The whole message, its verdict, then (unless refused) the queue: 250 only after the fsync, as always. */
+  /**
+   * The message goes to the queue as it arrives, without the fields only we may write, and into
+   * memory for the checks; their verdict decides the commit. Accepted: our Received and the
+   * verdict's fields go on top (AcceptOptions.top) and the queue commits, 250 only after the fsync
+   * as always. Refused: nothing is queued.
+   */
   function filteredData(content: ContentFilter, stream: SMTPServerDataStream, session: SMTPServerSession, callback: Callback & ((err: Error | null, message?: string) => void)): void {
     const started = Date.now();
     const { envelope, hygiene } = dataStart(stream, session);
     let verdictText = '';
-    collectMessage(stream, hygiene).then(async (raw) => {
-      // RFC 8601 §5: results claiming to be ours, and our spam fields, are not believed from outside.
-      const message = withoutFields(raw, (name, value) => OWN_FIELDS.has(name)
-        || (name === 'authentication-results' && value.split(';')[0]!.trim().toLowerCase() === config.hostname));
-      const checked = await content.check(message, {
+    let queueId = '';
+    const stored = new FieldFilter(ownField);
+    stored.on('error', () => undefined); // the queue hears of it; a queue that never read the body need not
+    hygiene.on('data', (chunk: Buffer) => stored.write(chunk));
+    hygiene.once('end', () => stored.end());
+    const checked = collectMessage(stream, hygiene).then(async (raw) => {
+      const message = withoutFields(raw, ownField);
+      const result = await content.check(message, {
         sender: envelope.sender === null ? null : formatAddress(envelope.sender),
-        recipients: envelope.recipients.map(formatAddress), client: envelope.client,
+        recipients: envelope.recipients.map(formatAddress), client: envelope.client, ...(queueId === '' ? {} : { queueId }),
       });
-      verdictText = describeVerdict(checked.verdict);
-      metrics?.filterVerdicts.inc({ action: checked.verdict.action });
-      if (final(checked.verdict)) throw checked.verdict.error!;
-      const queueId = await queue.accept(envelope, (id) => Readable.from([
-        Buffer.from(receivedOf(session, config.hostname, id, envelope.recipients, envelope.receivedAt) + checked.headers), message,
-      ]));
+      verdictText = describeVerdict(result.verdict);
+      metrics?.filterVerdicts.inc({ action: result.verdict.action });
+      if (final(result.verdict)) throw result.verdict.error!;
+      return { size: message.length, headers: result.headers, score: result.verdict.score };
+    });
+    checked.catch((err: unknown) => stored.destroy(err as Error));
+    const queued = queue.accept(envelope, (id) => {
+      queueId = id;
+      return stored;
+    }, { top: (id) => checked.then((r) => receivedOf(session, config.hostname, id, envelope.recipients, envelope.receivedAt) + r.headers) });
+    queued.catch(() => undefined); // answered below, once the client's data has ended
+    checked.catch(() => undefined).then(() => Promise.all([queued, checked])).then(([id, { size, score }]) => {
       log.info({
-        queueId, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender),
-        recipients: envelope.recipients.length, size: message.length, ms: Date.now() - started, verdict: verdictText, score: checked.verdict.score,
+        queueId: id, sessionId: session.id, ip: session.remoteAddress, from: envelope.sender === null ? '<>' : formatAddress(envelope.sender),
+        recipients: envelope.recipients.length, size, ms: Date.now() - started, verdict: verdictText, score,
       }, 'received');
-      return queueId;
-    }).then((queueId) => {
       accepted();
-      callback(null, `2.6.0 Ok: queued as ${queueId}`);
+      callback(null, `2.6.0 Ok: queued as ${id}`);
     }, (err: unknown) => fail(callback, err, session, 'message', { size: stream.byteLength, ...(verdictText === '' ? {} : { verdict: verdictText }) }));
   }
 

@@ -1,4 +1,5 @@
 // The disk queue: durable group-committed accept, leases, settle, bounce, removal; owns the in-memory index.
+// A message is mess/<id>, under the header lines its todo file may hold for its top (AcceptOptions.top).
 // Must never resolve an accept before its todo/ rename and both dir fsyncs, nor delete before a bounce is queued.
 import { createReadStream } from 'node:fs';
 import { readFile, rename, unlink } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { BodyStreamError, diskError, DirSync, readHeaders, writeBodyFile, writeF
 import { isMessageId, newMessageId } from './id.ts';
 import { layout, recover } from './recover.ts';
 import { applyOutcomes, duePending, encodeTodo, failPending, newTodo, pendingOf, sameAddress, type TodoState } from './state.ts';
-import type { Queue, QueueConfig, QueueControl, QueuedMessage, QueueEntryView } from './types.ts';
+import type { AcceptOptions, Queue, QueueConfig, QueueControl, QueuedMessage, QueueEntryView } from './types.ts';
 
 export interface QueueDeps {
   readonly log: Logger;
@@ -32,7 +33,7 @@ export interface QueueStats {
 export type BodySource = Readable | ((id: MessageId) => Readable);
 
 export type DiskQueue = Queue & QueueControl & {
-  accept(envelope: Envelope, body: BodySource): Promise<MessageId>;
+  accept(envelope: Envelope, body: BodySource, options?: AcceptOptions): Promise<MessageId>;
   stats(): QueueStats;
 };
 
@@ -67,6 +68,8 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
   let closed = false;
 
   const messPath = (id: MessageId) => join(dirs.mess, id);
+  /** The header lines kept in the todo file for the top of mess/<id> ('' for most messages). */
+  const topOf = (id: MessageId) => index.get(id)?.todo.top ?? '';
   const todoPath = (id: MessageId) => join(dirs.todo, `${id}.json`);
 
   function track<T>(work: Promise<T>): Promise<T> {
@@ -82,7 +85,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     return track(run);
   }
 
-  async function acceptOne(envelope: Envelope, source: BodySource): Promise<MessageId> {
+  async function acceptOne(envelope: Envelope, source: BodySource, options: AcceptOptions = {}): Promise<MessageId> {
     const now = clock();
     const id = newMessageId(now);
     const mlog = log.child({ queueId: id });
@@ -99,8 +102,11 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       }
       // Straight into mess/ as qmail-queue does: until todo/ names it, a crash leaves an orphan
       // that start-up deletes, and nobody was told 250.
+      const top = options.top === undefined ? null : options.top(id);
+      top?.catch(() => undefined); // awaited below, once the body is stored
       const size = await writeBodyFile(body, messPath(id), created);
-      const todo = newTodo(id, envelope, size, now);
+      const lines = top === null ? '' : await top.catch((err: unknown) => { throw new BodyStreamError(err); });
+      const todo = newTodo(id, envelope, size + Buffer.byteLength(lines), now, lines);
       // mess/<id> is made durable before todo/ may name it, so a todo never exists without its
       // message, even after a power loss; the envelope is written and fsynced meanwhile.
       await Promise.all([messSync.sync(), writeFileSynced(tmpTodo, encodeTodo(todo), true)]);
@@ -129,10 +135,10 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     }
   }
 
-  async function accept(envelope: Envelope, body: BodySource): Promise<MessageId> {
+  async function accept(envelope: Envelope, body: BodySource, options: AcceptOptions = {}): Promise<MessageId> {
     if (closed) throw temporary('4.3.2', 'system not accepting network messages');
     if (envelope.recipients.length === 0) throw permanent('5.5.1', 'no valid recipients', undefined, 554);
-    const id = await track(acceptOne(envelope, body));
+    const id = await track(acceptOne(envelope, body, options));
     notify(id);
     return id;
   }
@@ -167,7 +173,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
         'double bounce: a message with the null sender failed; dropped (postmaster, take note)');
     } else if (failed.length > 0 && sender !== null) {
       const now = clock();
-      const headers = await readHeaders(messPath(todo.id)).catch(() => '');
+      const headers = (todo.top ?? '') + await readHeaders(messPath(todo.id)).catch(() => '');
       const bytes = composeBounce({
         hostname: config.hostname, queueId: todo.id, sender, arrivalDate: todo.envelope.receivedAt,
         originalHeaders: headers, now: new Date(now),
@@ -206,7 +212,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     if (after <= 0 || todo.warned === true || sender === null || now - todo.queuedAt < after) return todo;
     const delayed = pendingOf(todo).filter((r) => r.lastError !== null);
     if (delayed.length === 0) return todo;
-    const headers = await readHeaders(messPath(todo.id)).catch(() => '');
+    const headers = (todo.top ?? '') + await readHeaders(messPath(todo.id)).catch(() => '');
     const bytes = composeBounce({
       hostname: config.hostname, queueId: todo.id, sender, arrivalDate: todo.envelope.receivedAt, originalHeaders: headers,
       now: new Date(now), delayedUntil: new Date(todo.queuedAt + config.lifetimeSeconds * 1000),
@@ -378,12 +384,20 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
 
     open(id: MessageId): Readable {
       if (!isMessageId(id)) throw new Error(`not a queue id: ${JSON.stringify(id)}`);
-      return createReadStream(messPath(id));
+      const top = topOf(id);
+      if (top === '') return createReadStream(messPath(id));
+      const path = messPath(id);
+      return Readable.from((async function* () {
+        yield Buffer.from(top);
+        yield* createReadStream(path) as AsyncIterable<Buffer>;
+      })(), { objectMode: false });
     },
 
     async read(id: MessageId): Promise<Buffer> {
       if (!isMessageId(id)) throw new Error(`not a queue id: ${JSON.stringify(id)}`);
-      return readFile(messPath(id));
+      const top = topOf(id);
+      const stored = await readFile(messPath(id));
+      return top === '' ? stored : Buffer.concat([Buffer.from(top), stored]);
     },
 
     async settle(id: MessageId, outcomes: readonly Outcome[]): Promise<void> {

@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 import { isMessageId } from './id.ts';
-import { decodeTodo, type TodoState } from './state.ts';
+import { decodeTodo, topBytes, type TodoState } from './state.ts';
 
 export interface Layout {
   readonly tmp: string;
@@ -49,8 +49,8 @@ export async function recover(dirs: Layout, log: Logger): Promise<TodoState[]> {
       }
       const size = await stat(join(dirs.mess, id)).then((s) => s.size, () => null);
       if (size === null) return setAside(file, 'todo file without message file (impossible by construction)');
-      if (size !== todo.size) {
-        await setAside(file, `message file has ${size} bytes, todo says ${todo.size}`);
+      if (size + topBytes(todo) !== todo.size) {
+        await setAside(file, `message file has ${size} bytes (+${topBytes(todo)} on top), todo says ${todo.size}`);
         return setAside(join(dirs.mess, id), 'message file of a corrupt todo file');
       }
       queued.push(todo);

@@ -35,6 +35,11 @@ export interface TodoState {
   readonly warned?: boolean;
   /** On hold by the administrator: not delivered, not expired, until released (postsuper -h). */
   readonly held?: boolean;
+  /**
+   * Header lines (CRLF-terminated) that go on top of mess/<id> when it is read: those known only
+   * after the message was stored (our Received and a content verdict's fields). `size` counts them.
+   */
+  readonly top?: string;
 }
 
 const isoTime = z.iso.datetime().transform((s) => Date.parse(s));
@@ -58,11 +63,12 @@ const todoSchema = z.strictObject({
   })).min(1),
   warned: z.boolean().optional(),
   held: z.boolean().optional(),
+  top: z.string().optional(),
 });
 
-export function newTodo(id: MessageId, envelope: Envelope, size: number, now: number): TodoState {
+export function newTodo(id: MessageId, envelope: Envelope, size: number, now: number, top = ''): TodoState {
   return {
-    id, queuedAt: now, size, envelope,
+    id, queuedAt: now, size, envelope, ...(top === '' ? {} : { top }),
     recipients: envelope.recipients.map((a) => ({ address: a, state: 'pending', attempts: 0, nextAttempt: now, lastError: null })),
   };
 }
@@ -86,7 +92,13 @@ export function encodeTodo(todo: TodoState): string {
     })),
     ...(todo.warned === true ? { warned: true } : {}),
     ...(todo.held === true ? { held: true } : {}),
+    ...(todo.top === undefined ? {} : { top: todo.top }),
   }, null, 1)}\n`;
+}
+
+/** The bytes of the stored message that the todo file holds itself (its `top`). Pure. */
+export function topBytes(todo: TodoState): number {
+  return todo.top === undefined ? 0 : Buffer.byteLength(todo.top);
 }
 
 /** Parses and validates a todo file; throws (with a reason) on anything unexpected. */
@@ -101,6 +113,7 @@ export function decodeTodo(text: string, id: MessageId): TodoState {
   return {
     id, queuedAt: parsed.queuedAt, size: parsed.size, recipients, ...(parsed.warned === true ? { warned: true } : {}),
     ...(parsed.held === true ? { held: true } : {}),
+    ...(parsed.top === undefined ? {} : { top: parsed.top }),
     envelope: {
       sender: parsed.envelope.sender, client: parsed.envelope.client,
       receivedAt: new Date(parsed.envelope.receivedAt), recipients: recipients.map((r) => r.address),

@@ -14,6 +14,16 @@ export interface QueuedMessage {
   readonly size: number;
 }
 
+export interface AcceptOptions {
+  /**
+   * Header lines (CRLF-terminated) to put on top of the body, known only once it has arrived (a
+   * content verdict's Authentication-Results). Called at once, awaited after the body is written
+   * and fsynced, before the commit: a rejection means nothing is queued, and is rethrown unchanged.
+   * The lines are kept in the todo file and put back on top whenever the message is read.
+   */
+  readonly top?: (id: MessageId) => Promise<string>;
+}
+
 export interface Queue {
   /**
    * Store the body and envelope durably. Resolves only once the message file and its envelope
@@ -21,7 +31,7 @@ export interface Queue {
    * the caller answer 250. If `body` errors, nothing is queued and the error is rethrown. `body`
    * may be a function of the new id, for a Received header that names it.
    */
-  accept(envelope: Envelope, body: Readable | ((id: MessageId) => Readable)): Promise<MessageId>;
+  accept(envelope: Envelope, body: Readable | ((id: MessageId) => Readable), options?: AcceptOptions): Promise<MessageId>;
   /** Messages with recipients due for an attempt, not already handed out and not yet settled. */
   due(now: Date, limit: number): Promise<QueuedMessage[]>;
   /** The stored message bytes. */

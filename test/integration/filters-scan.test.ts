@@ -12,6 +12,7 @@ import { startServer, type TestServer } from '../harness/ldapmta.ts';
 import { startRspamd } from '../harness/rspamd.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 import { SPAM_TEST_PHRASE, SPAM_TEST_RULE, startSpamd, type Spamd } from '../harness/spamd.ts';
+import { spoolEntries } from '../fixtures/crash-smtp.ts';
 import { assertReply, marker, messagesWith, sendOnce, simpleMessage, waitForMessages } from '../fixtures/smtp-helpers.ts';
 
 describe('content scanning with clamd and spamd/rspamd', () => {
@@ -50,6 +51,8 @@ describe('content scanning with clamd and spamd/rspamd', () => {
     assert.match(sent.end!.text, new RegExp(EICAR_SIGNATURE.replace(/\./g, '\\.')));
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(await messagesWith(server.maildir('alice'), mark), []);
+    // The queue's file was opened while the message was checked: a refusal leaves nothing behind.
+    for (const sub of ['mess', 'todo', 'tmp']) assert.deepEqual(spoolEntries(server.config.spool, sub), [], `spool/${sub} empty`);
   });
 
   test('the spam phrase (score 20): delivered into alice\'s Junk with X-Spam fields; bob (junk score 50) gets it in his inbox', async () => {

@@ -111,6 +111,53 @@ test('a failing body stream rejects with its own error and leaves nothing behind
   await queue.close();
 });
 
+test('lines for the top (AcceptOptions.top): kept in the todo file, read back on top of the body, counted in size, across a restart and in a bounce', async () => {
+  const first = await open();
+  const { dir } = first;
+  const body = message('checked');
+  let asked = '';
+  const id = await first.queue.accept(envelope('alice@example.net', 'a@example.org'), chunked(body, 7), {
+    top: async (queueId) => {
+      asked = queueId;
+      await sleep(30); // a verdict still being reached while the body is written
+      return `Received: by mx1.example.org id ${queueId}\r\nAuthentication-Results: mx1.example.org; spf=pass\r\n`;
+    },
+  });
+  assert.equal(asked, id);
+  const top = `Received: by mx1.example.org id ${id}\r\nAuthentication-Results: mx1.example.org; spf=pass\r\n`;
+  const whole = Buffer.concat([Buffer.from(top), body]);
+  assert.ok(readFileSync(join(dir, 'mess', id)).equals(body), 'mess/ holds the body as it arrived');
+  assert.equal(JSON.parse(readFileSync(join(dir, 'todo', `${id}.json`), 'utf8')).top, top);
+  assert.ok((await readAll(first.queue.open(id))).equals(whole));
+  assert.ok((await first.queue.read(id)).equals(whole));
+  assert.equal((await first.queue.due(new Date(first.clock.now), 10))[0]?.size, whole.length);
+  await first.queue.close();
+
+  const second = await open(dir);
+  assert.deepEqual(listing(dir).corrupt, [], 'size = body + top: not set aside at start-up');
+  assert.ok((await readAll(second.queue.open(id))).equals(whole));
+  await second.queue.due(FAR, 10);
+  await second.queue.settle(id, [{ recipient: addr('a@example.org'), ok: false, error: permanent('5.1.1', 'no such user') }]);
+  const [bounce] = await second.queue.due(FAR, 10);
+  const dsn = (await second.queue.read(bounce!.id)).toString();
+  assert.match(dsn, new RegExp(`Received: by mx1\\.example\\.org id ${id}\r\nAuthentication-Results: mx1\\.example\\.org; spf=pass\r\nSubject: checked`), 'the original headers in the bounce start with the top');
+  await second.queue.close();
+});
+
+test('a top that fails (a refusal) queues nothing, rethrows its error unchanged, and leaves nothing behind', async () => {
+  const { queue, dir, log } = await open();
+  const refusal = permanent('5.7.1', 'message refused: virus', undefined, 554);
+  await assert.rejects(queue.accept(envelope('alice@example.net', 'a@example.org'), chunked(message('virus')), { top: () => Promise.reject(refusal) }), (err) => err === refusal);
+  // The body fails while the verdict is pending: the body's error wins, and nothing is left either.
+  const gone = new Error('client went away');
+  const body = Readable.from((async function* () { yield Buffer.from('partial'); await sleep(10); throw gone; })());
+  await assert.rejects(queue.accept(envelope('alice@example.net', 'a@example.org'), body, { top: () => sleep(50).then(() => 'X: y\r\n') }), (err) => err === gone);
+  assert.deepEqual(listing(dir), { tmp: [], mess: [], todo: [], corrupt: [] });
+  assert.deepEqual(await queue.due(FAR, 10), []);
+  assert.deepEqual(log.lines().filter((l) => l.level >= ERROR), []);
+  await queue.close();
+});
+
 test('a disk error during accept is a temporary 4.3.0, never permanent, and leaves nothing queued', async () => {
   const { queue, dir } = await open();
   rmSync(join(dir, 'mess'), { recursive: true });

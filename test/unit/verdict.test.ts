@@ -3,7 +3,8 @@
 // header rewrite that drops fields only this server may write, and the Junk decision at delivery.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { withoutFields } from '../../src/deliver/headers.ts';
+import { Readable } from 'node:stream';
+import { FieldFilter, withoutFields } from '../../src/deliver/headers.ts';
 import { isJunk } from '../../src/deliver/index.ts';
 import { temporary } from '../../src/mail.ts';
 import { combine, contentVerdict, describeVerdict, dnsListVerdict, final, spamHeaders, ACCEPT } from '../../src/policy/verdict.ts';
@@ -101,4 +102,47 @@ test('isJunk: the score this server wrote against the recipient\'s junk score; a
   assert.equal(isJunk(fields(), 6), false);
   assert.equal(isJunk(fields('garbage'), 6), false);
   assert.equal(isJunk(fields(undefined, 'dmarc'), 6), true);
+});
+
+test('FieldFilter (the streaming withoutFields) gives the same bytes at every chunk boundary', async () => {
+  const drop = (name: string) => name.startsWith('x-spam-');
+  const through = async (chunks: Buffer[]) => {
+    const out: Buffer[] = [];
+    for await (const c of Readable.from(chunks).pipe(new FieldFilter(drop))) out.push(c as Buffer);
+    return Buffer.concat(out);
+  };
+  const messages = [
+    'From: a@b\r\nX-Spam-Score: 99\r\n\tfolded\r\nSubject: hi\r\n\r\nX-Spam-Score: body stays\r\n',
+    'X-Spam-Flag: YES\nFrom: a@b\n\nbody\n', // bare LF (refused elsewhere, but the same either way)
+    'From: a@b\r\nX-Spam-Flag: YES\r\n', // no body, no empty line
+    '',
+  ].map((m) => Buffer.from(m));
+  for (const message of messages) {
+    const expected = withoutFields(message, drop);
+    for (let cut = 0; cut <= message.length; cut++) {
+      for (const size of [1, 2, 3]) {
+        const chunks = [message.subarray(0, cut)];
+        for (let i = cut; i < message.length; i += size) chunks.push(message.subarray(i, i + size));
+        assert.equal((await through(chunks.filter((c) => c.length > 0))).toString(), expected.toString(), `cut ${cut}, then ${size}-byte chunks`);
+      }
+    }
+  }
+  // It streams: the header section goes out once its empty line is in (split across writes), the body as it comes.
+  const filter = new FieldFilter(drop);
+  const seen: string[] = [];
+  filter.on('data', (c: Buffer) => seen.push(c.toString()));
+  filter.write('From: a@b\r\nX-Spam-Flag: YES\r\n\r');
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(seen, [], 'no empty line yet: held');
+  filter.write('\nbody 1\r\n');
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(seen, ['From: a@b\r\n\r\nbody 1\r\n']);
+  filter.write('body 2\r\n');
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(seen, ['From: a@b\r\n\r\nbody 1\r\n', 'body 2\r\n'], 'before the end');
+  filter.end();
+  // A header section past the 256 KiB that withoutFields reads is passed on unchanged, as withoutFields does.
+  const long = Buffer.from(`X-Spam-Flag: YES\r\nX-Long: ${'a'.repeat(300 * 1024)}\r\n\r\nbody\r\n`);
+  assert.ok((await through([long.subarray(0, 100_000), long.subarray(100_000)])).equals(withoutFields(long, drop)));
+  assert.ok(withoutFields(long, drop).equals(long));
 });
