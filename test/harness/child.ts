@@ -1,8 +1,13 @@
-// The life of one test server child process (slapd, redis-server): spawn, remember how it ended
-// and the tail of its output, stop with SIGTERM then SIGKILL. Never detaches or daemonizes it.
+// The life of one test server child process (slapd, redis-server, clamd): spawn, remember how it
+// ended and the tail of its output, stop with SIGTERM then SIGKILL. Never daemonizes it; a daemon
+// that forks workers (spamd, rspamd) leads its own process group (GroupChildServer), signalled whole.
+// Also findProgram(): where a daemon's binary lives.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import type net from 'node:net';
+import { delimiter, join } from 'node:path';
+import { sleep } from './ports.ts';
 
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -130,4 +135,160 @@ export abstract class ChildServer {
   killNow(): void {
     if (this.alive()) this.child?.kill('SIGKILL');
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemons with worker processes
+
+/**
+ * A ChildServer whose process leads its own process group, for daemons that fork workers: a
+ * SIGKILLed spamd or rspamd leaves its children running (holding the port and the test's output
+ * pipes), so kill(), killNow() and the end of stop() signal the whole group.
+ */
+export abstract class GroupChildServer extends ChildServer {
+  /** A group was started and has not been seen empty since: only then is it signalled (its id may be reused later). */
+  private groupLive = false;
+
+  protected override launch(binary: string, args: string[], echo?: (chunk: string) => void, env?: NodeJS.ProcessEnv): ChildProcess {
+    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: env ?? process.env });
+    this.child = child;
+    this.groupLive = child.pid !== undefined;
+    this.exitInfo = null;
+    this.outputTail = '';
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exitInfo = signal !== null ? `signal ${signal}` : `code ${code}`;
+        resolve();
+      });
+      child.once('error', (err) => {
+        this.exitInfo = `spawn error ${err.message}`;
+        resolve();
+      });
+    });
+    const keep = (chunk: string): void => {
+      this.outputTail = (this.outputTail + chunk).slice(-8192);
+      echo?.(chunk);
+    };
+    child.stdout?.setEncoding('utf8').on('data', keep);
+    child.stderr?.setEncoding('utf8').on('data', keep);
+    child.unref();
+    (child.stdout as net.Socket | null)?.unref();
+    (child.stderr as net.Socket | null)?.unref();
+    return child;
+  }
+
+  /** Signals every process of the group led by the last child; false when none is left. */
+  protected signalGroup(signal: NodeJS.Signals | 0): boolean {
+    const pgid = this.child?.pid;
+    if (!this.groupLive || pgid === undefined || pgid <= 0) return false;
+    try {
+      process.kill(-pgid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The pids in the group led by the last child (zombies included), from /proc. */
+  protected async groupMembers(): Promise<number[]> {
+    const pgid = this.child?.pid;
+    if (pgid === undefined) return [];
+    const members: number[] = [];
+    for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+      // After the parenthesised command name: state, ppid, pgrp.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid) members.push(Number(entry));
+    }
+    return members;
+  }
+
+  override kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.alive()) this.signalGroup(signal);
+  }
+
+  /** Every process of the group stopped (state T), not just the leader: the workers answer the requests. */
+  override async pause(): Promise<void> {
+    this.signalGroup('SIGSTOP');
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      let stopped = true;
+      for (const pid of await this.groupMembers()) {
+        for (const task of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+          const stat = await readFile(`/proc/${pid}/task/${task}/stat`, 'utf8').catch(() => '');
+          const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+          if (state !== '' && state !== 'T' && state !== 't') stopped = false;
+        }
+      }
+      if (stopped) return;
+      if (Date.now() > deadline) throw new Error(`process group ${this.lastPid} did not stop within 5 s after SIGSTOP`);
+      await sleep(2);
+    }
+  }
+
+  override resume(): void {
+    this.signalGroup('SIGCONT');
+  }
+
+  /**
+   * SIGTERM to the leader (the daemon stops its own workers), SIGKILL to the group after the stop
+   * timeout, then SIGKILL to whatever of the group is left, and wait (bounded) until it is gone so
+   * the port is free for start().
+   */
+  protected override async terminate(sendTerm: boolean): Promise<void> {
+    const child = this.child;
+    if (child === null) return;
+    if (this.alive()) {
+      // A stopped group would never handle SIGTERM.
+      this.signalGroup('SIGCONT');
+      if (sendTerm) child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        this.exited.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) this.signalGroup('SIGKILL');
+    }
+    await this.exited;
+    this.signalGroup('SIGKILL');
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      const left = await this.groupMembers();
+      // Zombies re-parented to init hold no socket; they are init's to reap.
+      const live = [];
+      for (const pid of left) {
+        const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+        if (stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z') live.push(pid);
+      }
+      if (live.length === 0) {
+        this.groupLive = false;
+        return;
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Synchronous last resort used by the exit hook: the whole group, even when the leader is gone. */
+  override killNow(): void {
+    this.signalGroup('SIGCONT');
+    this.signalGroup('SIGKILL');
+  }
+}
+
+/** Where a program lives (PATH, then the sbin directories), or null. */
+export function findProgram(name: string): string | null {
+  for (const dir of [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/sbin', '/usr/bin']) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return null;
 }

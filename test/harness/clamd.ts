@@ -5,11 +5,10 @@
 // dir), listen beyond loopback, or touch the system clamd (/etc/clamav, /var/lib/clamav, its socket).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ChildServer } from './child.ts';
-import { freePort, onProcessExit, sleep, waitForPort } from './ports.ts';
+import { freePort, onProcessExit, pingOnce, sleep, waitForPort } from './ports.ts';
 
 /** The signature name written to the database; clamd reports it with ".UNOFFICIAL" appended. */
 export const EICAR_SIGNATURE_NAME = 'Eicar-Test-Signature-Ldapmta';
@@ -81,25 +80,8 @@ export function eicarNdb(): string {
 
 /** Sends zPING over TCP or the Unix socket; true on "PONG". */
 export function clamdPing(target: { port: number } | { socket: string }, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = 'socket' in target ? net.connect({ path: target.socket }) : net.connect({ host: '127.0.0.1', port: target.port });
-    let reply = '';
-    const done = (ok: boolean): void => {
-      socket.removeAllListeners();
-      socket.on('error', () => undefined);
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('zPING\0'));
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-      if (reply.includes('\0')) done(reply.startsWith('PONG'));
-    });
-    socket.once('end', () => done(reply.startsWith('PONG')));
-  });
+  return pingOnce('socket' in target ? target : target.port, 'zPING\0',
+    (reply, ended) => (reply.includes('\0') || ended ? reply.startsWith('PONG') : null), timeoutMs);
 }
 
 class ManagedClamd extends ChildServer implements Clamd {

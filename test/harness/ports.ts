@@ -36,6 +36,37 @@ export function canConnect(port: number, host = '127.0.0.1', timeoutMs = 500): P
   });
 }
 
+/**
+ * One request over a fresh loopback connection (a TCP port or a Unix socket) and a yes or no from
+ * the reply: `answer` is asked after each chunk (null: read on) and once more at the end of the
+ * stream. False on an error or after timeoutMs. The harnesses' readiness pings (clamd, spamd, redis).
+ */
+export function pingOnce(
+  target: number | { socket: string }, request: string,
+  answer: (reply: string, ended: boolean) => boolean | null, timeoutMs = 1000,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = typeof target === 'number' ? net.connect({ host: '127.0.0.1', port: target }) : net.connect({ path: target.socket });
+    let reply = '';
+    const done = (ok: boolean): void => {
+      socket.removeAllListeners();
+      socket.on('error', () => undefined);
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write(request));
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      reply += chunk;
+      const ok = answer(reply, false);
+      if (ok !== null) done(ok);
+    });
+    socket.once('end', () => done(answer(reply, true) ?? false));
+  });
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**

@@ -2,12 +2,11 @@
 // Must never: daemonize, persist data (no RDB, no AOF), listen beyond loopback, or touch a system redis.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import { ChildServer } from './child.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { binaryPath } from './slapd.ts';
-import { freePort, onProcessExit, sleep, waitForPort } from './ports.ts';
+import { freePort, onProcessExit, pingOnce, sleep, waitForPort } from './ports.ts';
 
 export interface RedisServer {
   /** redis://127.0.0.1:PORT */
@@ -26,24 +25,7 @@ const START_TIMEOUT_MS = 10_000;
 
 /** Sends PING over a raw socket; true on "+PONG". */
 export function redisPing(port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    let reply = '';
-    const done = (ok: boolean): void => {
-      socket.removeAllListeners();
-      socket.on('error', () => undefined);
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
-    });
-  });
+  return pingOnce(port, 'PING\r\n', (reply, ended) => (reply.includes('\r\n') || ended ? reply.startsWith('+PONG') : null), timeoutMs);
 }
 
 class ManagedRedis extends ChildServer implements RedisServer {

@@ -8,7 +8,8 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, onProcessExit, sleep, waitForPort } from './ports.ts';
-import { findProgram, GroupChildServer, SPAM_TEST_PHRASE, SPAM_TEST_RULE, SPAM_TEST_SCORE } from './spamd.ts';
+import { findProgram, GroupChildServer } from './child.ts';
+import { SPAM_TEST_PHRASE, SPAM_TEST_RULE, SPAM_TEST_SCORE } from './spamd.ts';
 
 export { SPAM_TEST_PHRASE, SPAM_TEST_RULE, SPAM_TEST_SCORE };
 
