@@ -541,7 +541,15 @@ async function filtersBench(): Promise<void> {
         }
         progress(`${name}, M=${m}: a first pass (cache, Maildirs), then the measured one`);
         await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...env, TAG: `${tag}-warmup`, E2E: '0' }, { quiet: true });
+        const threadsBefore = threadCpu(ldapmta.pid);
+        const asked = dns.queries().length;
         await run(join(PEERS, 'bench.sh'), ['ldapmta', String(PORT), 'deliver'], { ...env, TAG: tag });
+        const queries = dns.queries().slice(asked);
+        if (queries.length > 0) progress(`${name}: ${queries.length} DNS queries in the measured pass (${[...new Set(queries.map((q) => `${q.type} ${q.name}`))].slice(0, 5).join(', ')})`);
+        if (process.env.THREADS === '1') {
+          const split = threadSplit(ldapmta.pid, threadsBefore, threadCpu(ldapmta.pid));
+          progress(`${name}: ldapmta CPU s: main thread ${split.mainS.toFixed(2)}, others ${split.otherThreadsS.map((x) => x.toFixed(2)).join(' ')}`);
+        }
         rows.push({ name, m, line: readResults(tag)[0] });
         copyFileSync(ldapmta.logFile, join(WORK, `${tag}.log`)); // each run's log kept, for its "received" latencies
         const problems = logProblems(ldapmta.logFile);
