@@ -6,13 +6,12 @@
 // Must never: refuse mail because the store failed. A Redis error is `unavailable` and the caller
 // accepts the mail (fails open) and logs it.
 import { createHash } from 'node:crypto';
-import type { BlockList } from 'node:net';
 import { isIPv4 } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.ts';
 import { type MailError, temporary } from '../mail.ts';
 import { canonicalIp, ipv6Hex } from './dnsbl.ts';
-import { trustedNetworks } from './rules.ts';
+import { type NetworkList, trustedNetworks } from './rules.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The triplet and its key
@@ -119,7 +118,7 @@ export function parseEntry(text: string | null | undefined): GreylistEntry | nul
 // Exemptions
 
 export interface GreylistWhitelist {
-  readonly networks: BlockList;
+  readonly networks: NetworkList;
   /** Sender domains, lower case; a domain also covers its subdomains. */
   readonly domains: ReadonlySet<string>;
 }
@@ -131,12 +130,7 @@ export function greylistWhitelist(networks: readonly string[], domains: readonly
 
 /** The client's address is in a whitelisted network. Pure. */
 export function whitelistedNetwork(ip: string, list: GreylistWhitelist): boolean {
-  const plain = canonicalIp(ip);
-  try {
-    return list.networks.check(plain, isIPv4(plain) ? 'ipv4' : 'ipv6');
-  } catch {
-    return false; // not an address
-  }
+  return list.networks.has(ip);
 }
 
 /** The sender's domain (or a parent of it) is whitelisted; never for the null sender. Pure. */

@@ -5,15 +5,40 @@ import type { Resolution } from '../directory/types.ts';
 import { type MailError, permanent } from '../mail.ts';
 import { parseCidr } from '../config.ts';
 
-/** Postfix's mynetworks as a lookup structure. */
-export function trustedNetworks(cidrs: readonly string[]): BlockList {
+/** A set of networks asked one client address at a time. */
+export interface NetworkList {
+  /** The address (plain, IPv4-mapped or not) is in one of the networks; false for anything not an address. */
+  has(ip: string): boolean;
+}
+
+/** Answers kept per address: few clients send most mail, and each BlockList check builds a SocketAddress. */
+const REMEMBERED_ADDRESSES = 10_000;
+
+/** Postfix's mynetworks as a lookup structure (bad CIDRs are left out; the config schema checks them). */
+export function trustedNetworks(cidrs: readonly string[]): NetworkList {
   const list = new BlockList();
+  let networks = 0;
   for (const text of cidrs) {
     const cidr = parseCidr(text);
     if (cidr === null) continue;
     list.addSubnet(cidr.address, cidr.prefix, isIP(cidr.address) === 6 ? 'ipv6' : 'ipv4');
+    networks++;
   }
-  return list;
+  if (networks === 0) return { has: () => false };
+  const answers = new Map<string, boolean>();
+  return {
+    has(ip) {
+      let answer = answers.get(ip);
+      if (answer === undefined) {
+        const plain = plainIp(ip.replace(/%.*$/, '').toLowerCase());
+        const family = isIP(plain);
+        answer = family !== 0 && list.check(plain, family === 6 ? 'ipv6' : 'ipv4');
+        if (answers.size >= REMEMBERED_ADDRESSES) answers.clear();
+        answers.set(ip, answer);
+      }
+      return answer;
+    },
+  };
 }
 
 /** A client address without the IPv4-mapped prefix ("::ffff:127.0.0.1" → "127.0.0.1"). */
@@ -28,12 +53,8 @@ export function isLoopback(ip: string): boolean {
 }
 
 /** A client may relay when it authenticated or connects from a trusted network. */
-export function mayRelay(ip: string, user: string | null, trusted: BlockList): boolean {
-  if (user !== null) return true;
-  const plain = plainIp(ip);
-  const family = isIP(plain);
-  if (family === 0) return false;
-  return trusted.check(plain, family === 6 ? 'ipv6' : 'ipv4');
+export function mayRelay(ip: string, user: string | null, trusted: NetworkList): boolean {
+  return user !== null || trusted.has(ip);
 }
 
 /** Only a listed domain is local; address literals never are (no relaying through [1.2.3.4]). */

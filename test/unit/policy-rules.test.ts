@@ -17,6 +17,20 @@ test('relaying: trusted networks (v4, v6, v4-mapped) or an authenticated user, n
   for (const [ip, user, expected] of rows) assert.equal(mayRelay(ip, user, trusted), expected, `${ip} ${user}`);
 });
 
+test('network lists: the same answer however often asked, any form of the address; an empty list holds nothing', () => {
+  for (let round = 0; round < 3; round++) { // answers are remembered per address after the first
+    assert.equal(trusted.has('10.1.200.7'), true);
+    assert.equal(trusted.has('10.2.0.1'), false);
+    assert.equal(trusted.has('::FFFF:10.1.0.1'), true);
+    assert.equal(trusted.has('fe80::1%eth0'), false);
+    assert.equal(trusted.has('2001:DB8::9'), true);
+    assert.equal(trusted.has(''), false);
+  }
+  const none = trustedNetworks([]);
+  for (const ip of ['127.0.0.1', '::1', '0.0.0.0']) assert.equal(none.has(ip), false);
+  assert.equal(trustedNetworks(['not-a-cidr', '192.0.2.0/24']).has('192.0.2.200'), true);
+});
+
 test('local domains: listed names only, trailing dot tolerated, address literals never', () => {
   const local = new Set(['example.org']);
   assert.equal(isLocalDomain('example.org', local), true);
