@@ -21,6 +21,8 @@ export abstract class ChildServer {
   /** The last 8 KiB of what it wrote, for error messages. */
   protected outputTail = '';
   protected lastPid = 0;
+  /** The child leads a process group of its own (GroupChildServer). */
+  protected readonly ownGroup: boolean = false;
 
   protected abstract urlFor(port: number): string;
 
@@ -44,8 +46,8 @@ export abstract class ChildServer {
   }
 
   /** Spawn `binary`; stdout and stderr feed the output tail (and `echo`, when given). */
-  protected launch(binary: string, args: string[], echo?: (chunk: string) => void): ChildProcess {
-    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  protected launch(binary: string, args: string[], echo?: (chunk: string) => void, env?: NodeJS.ProcessEnv): ChildProcess {
+    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: this.ownGroup, env: env ?? process.env });
     this.child = child;
     this.exitInfo = null;
     this.outputTail = '';
@@ -149,31 +151,11 @@ export abstract class GroupChildServer extends ChildServer {
   /** A group was started and has not been seen empty since: only then is it signalled (its id may be reused later). */
   private groupLive = false;
 
+  protected override readonly ownGroup = true;
+
   protected override launch(binary: string, args: string[], echo?: (chunk: string) => void, env?: NodeJS.ProcessEnv): ChildProcess {
-    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: env ?? process.env });
-    this.child = child;
+    const child = super.launch(binary, args, echo, env);
     this.groupLive = child.pid !== undefined;
-    this.exitInfo = null;
-    this.outputTail = '';
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exitInfo = signal !== null ? `signal ${signal}` : `code ${code}`;
-        resolve();
-      });
-      child.once('error', (err) => {
-        this.exitInfo = `spawn error ${err.message}`;
-        resolve();
-      });
-    });
-    const keep = (chunk: string): void => {
-      this.outputTail = (this.outputTail + chunk).slice(-8192);
-      echo?.(chunk);
-    };
-    child.stdout?.setEncoding('utf8').on('data', keep);
-    child.stderr?.setEncoding('utf8').on('data', keep);
-    child.unref();
-    (child.stdout as net.Socket | null)?.unref();
-    (child.stderr as net.Socket | null)?.unref();
     return child;
   }
 

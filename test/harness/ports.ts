@@ -24,16 +24,22 @@ export function freePort(): Promise<number> {
 export function canConnect(port: number, host = '127.0.0.1', timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
-    const done = (ok: boolean): void => {
-      socket.removeAllListeners();
-      socket.on('error', () => undefined);
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
+    const done = settleOnce(socket, timeoutMs, resolve);
     socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
   });
+}
+
+/** The one way a probe's socket ends: `done(ok)` closes it and answers; an error or the timeout answers false. */
+function settleOnce(socket: net.Socket, timeoutMs: number, resolve: (ok: boolean) => void): (ok: boolean) => void {
+  const done = (ok: boolean): void => {
+    socket.removeAllListeners();
+    socket.on('error', () => undefined);
+    socket.destroy();
+    resolve(ok);
+  };
+  socket.setTimeout(timeoutMs, () => done(false));
+  socket.once('error', () => done(false));
+  return done;
 }
 
 /**
@@ -48,14 +54,7 @@ export function pingOnce(
   return new Promise((resolve) => {
     const socket = typeof target === 'number' ? net.connect({ host: '127.0.0.1', port: target }) : net.connect({ path: target.socket });
     let reply = '';
-    const done = (ok: boolean): void => {
-      socket.removeAllListeners();
-      socket.on('error', () => undefined);
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('error', () => done(false));
+    const done = settleOnce(socket, timeoutMs, resolve);
     socket.once('connect', () => socket.write(request));
     socket.setEncoding('latin1');
     socket.on('data', (chunk: string) => {
