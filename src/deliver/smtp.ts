@@ -3,6 +3,7 @@
 // destination concurrency limit. Every reply becomes a per-recipient Outcome; the queue decides
 // about retries and bounces.
 import type { Readable } from 'node:stream';
+import { domainToASCII } from 'node:url';
 import { type Address, formatAddress, type MailError, type Outcome, permanent, temporary } from '../mail.ts';
 import type { Endpoint, NextHop } from './mx.ts';
 import { Semaphore } from './semaphore.ts';
@@ -93,7 +94,6 @@ export function createSmtpAgent(options: SmtpAgentOptions): SmtpAgent {
   }
 
   async function attempt(job: SmtpJob): Promise<Outcome[]> {
-    const smtpUtf8 = needsSmtpUtf8(job);
     let last = 'no address to try';
     for (const endpoint of job.hop.endpoints) {
       const key = endpointKey(endpoint, job);
@@ -108,18 +108,16 @@ export function createSmtpAgent(options: SmtpAgentOptions): SmtpAgent {
           last = err instanceof ConnectionError ? err.message : String(err);
           break;
         }
-        const refusal = capabilityRefusal(client.extensions, job, smtpUtf8);
+        const envelope = wireEnvelope(job, client.extensions.smtpUtf8);
+        const refusal = capabilityRefusal(client.extensions, job, envelope === null);
         if (refusal !== null) {
           void release(key, client);
           return job.recipients.map((recipient) => ({ recipient, ok: false as const, error: refusal }));
         }
         let replies: TransactionReplies;
         try {
-          replies = await client.send({
-            sender: job.sender === null ? '' : formatAddress(job.sender),
-            recipients: job.recipients.map(formatAddress),
-            size: job.size, eightBit: job.eightBit, smtpUtf8, body: job.body,
-          });
+          // envelope is null only when the server lacks SMTPUTF8, which capabilityRefusal refused above.
+          replies = await client.send({ ...envelope!, size: job.size, eightBit: job.eightBit, body: job.body });
         } catch (err) {
           client.destroy();
           last = `${client.remote}: ${err instanceof ConnectionError ? err.message : String(err)}`;
@@ -169,17 +167,41 @@ export function createSmtpAgent(options: SmtpAgentOptions): SmtpAgent {
   };
 }
 
-/** A message this server cannot take as it is: refused here rather than mangled (RFC 6152, 6531, 1870). Pure. */
-export function capabilityRefusal(ext: Extensions, job: Pick<SmtpJob, 'eightBit' | 'size'>, smtpUtf8: boolean): MailError | null {
-  if (smtpUtf8 && !ext.smtpUtf8) return permanent('5.6.7', 'the receiving server does not support SMTPUTF8, needed for this address');
+/**
+ * A message this server cannot take as it is: refused here rather than mangled (RFC 6152, 6531,
+ * 1870). `needsSmtpUtf8`: an address can only be sent with SMTPUTF8 (see wireEnvelope). Pure.
+ */
+export function capabilityRefusal(ext: Extensions, job: Pick<SmtpJob, 'eightBit' | 'size'>, needsSmtpUtf8: boolean): MailError | null {
+  if (needsSmtpUtf8 && !ext.smtpUtf8) return permanent('5.6.7', 'the receiving server does not support SMTPUTF8, needed for this address');
   if (job.eightBit && !ext.eightBitMime) return permanent('5.6.3', 'the message has 8-bit content and the receiving server does not support 8BITMIME');
   if (ext.size !== null && ext.size > 0 && job.size > ext.size) return permanent('5.3.4', `message size ${job.size} exceeds the receiving server's limit of ${ext.size}`);
   return null;
 }
 
-function needsSmtpUtf8(job: SmtpJob): boolean {
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * MAIL FROM and RCPT TO as sent to a server, and whether they go with SMTPUTF8. All ASCII: as
+ * they are. Otherwise, to a server that offers SMTPUTF8: as they are, with it. To one that does
+ * not: each internationalized domain as its A-labels ("bücher.example" → "xn--bcher-kva.example",
+ * RFC 5890), as Postfix does; null when that cannot do (a local part that is not ASCII, or a domain
+ * with no A-label form), and only SMTPUTF8 could carry the address. Pure.
+ */
+export function wireEnvelope(job: Pick<SmtpJob, 'sender' | 'recipients'>, serverSmtpUtf8: boolean): { sender: string; recipients: string[]; smtpUtf8: boolean } | null {
   const addresses = job.sender === null ? job.recipients : [job.sender, ...job.recipients];
-  return addresses.some((a) => /[^\x00-\x7f]/.test(a.local) || /[^\x00-\x7f]/.test(a.domain));
+  const ascii = !addresses.some((a) => NON_ASCII.test(a.local) || NON_ASCII.test(a.domain));
+  if (ascii || serverSmtpUtf8) {
+    return { sender: job.sender === null ? '' : formatAddress(job.sender), recipients: job.recipients.map(formatAddress), smtpUtf8: !ascii };
+  }
+  const aLabels = (a: Address): string | null => {
+    if (NON_ASCII.test(a.local)) return null;
+    const domain = NON_ASCII.test(a.domain) ? domainToASCII(a.domain) : a.domain;
+    return domain === '' ? null : formatAddress({ local: a.local, domain });
+  };
+  const sender = job.sender === null ? '' : aLabels(job.sender);
+  const recipients = job.recipients.map(aLabels);
+  if (sender === null || recipients.includes(null)) return null;
+  return { sender, recipients: recipients as string[], smtpUtf8: false };
 }
 
 /** Each recipient's outcome from the server's replies. Pure. */

@@ -47,6 +47,8 @@ export interface SmtpSink {
   readonly messages: SinkMessage[];
   /** TCP connections accepted so far. */
   connections(): number;
+  /** MAIL and RCPT commands as the client wrote them (UTF-8), before smtp-server decodes A-labels; plain-text sessions only. */
+  readonly envelopeLines: string[];
   /** Change the options for later sessions/commands; all but `tls` can change. */
   update(options: Partial<SinkOptions>): void;
   /** Resolves once at least `count` messages were received; rejects after timeoutMs (default 20000) naming how many arrived. */
@@ -70,6 +72,7 @@ export async function startSink(initial: SinkOptions = {}): Promise<SmtpSink> {
   const sockets = new Set<net.Socket>();
   /** "address|port" of each open TCP connection → its 1-based index. */
   const indexByPeer = new Map<string, number>();
+  const envelopeLines: string[] = [];
   let accepted = 0;
 
   /** Runs `decide`; a throw or a reply outside 4xx/5xx becomes a 451 naming the problem. */
@@ -161,6 +164,12 @@ export async function startSink(initial: SinkOptions = {}): Promise<SmtpSink> {
     indexByPeer.set(key, index);
     sockets.add(socket);
     socket.on('error', () => undefined);
+    let partial = ''; // a second reader beside smtp-server's: both see every chunk
+    socket.on('data', (chunk: Buffer) => {
+      const lines = (partial + chunk.toString('utf8')).split('\r\n');
+      partial = lines.pop()!.slice(-4096);
+      for (const line of lines) if (/^(MAIL|RCPT) /i.test(line)) envelopeLines.push(line);
+    });
     socket.once('close', () => {
       sockets.delete(socket);
       if (indexByPeer.get(key) === index) indexByPeer.delete(key);
@@ -183,6 +192,7 @@ export async function startSink(initial: SinkOptions = {}): Promise<SmtpSink> {
   return {
     port,
     messages,
+    envelopeLines,
     connections: () => accepted,
     update(changes) {
       if ('tls' in changes) throw new Error('smtp sink: tls cannot change after start');

@@ -642,4 +642,18 @@ describe('SMTPUTF8 (delivery to a non-ASCII address)', () => {
     const [copy] = await withIt.waitFor(1, 10_000);
     assert.deepEqual(copy!.recipients, [`jösé-${ok}@utf8.test`]);
   });
+
+  test('an ASCII local part at a Unicode domain, to a server without SMTPUTF8: sent with the domain in A-labels', async () => {
+    const without = await sink({ hide: ['SMTPUTF8'] });
+    const mta = await server({ delivery: { dnsServers: [dns.server], hostMap: { 'bücher.test': `127.0.0.1:${without.port}` } } });
+    const m = marker('alabel');
+    await relayUtf8(mta.smtpPort, `ascii-${m}@bücher.test`, m);
+    const [copy] = await without.waitFor(1, 10_000);
+    const [mail, ...rcpts] = without.envelopeLines;
+    assert.match(mail ?? '', new RegExp(`^MAIL FROM:<${SENDER}>`));
+    assert.doesNotMatch(mail ?? '', /SMTPUTF8/);
+    assert.deepEqual(rcpts, [`RCPT TO:<ascii-${m}@xn--bcher-kva.test>`]);
+    assert.deepEqual(copy!.recipients, [`ascii-${m}@bücher.test`], 'smtp-server shows the domain decoded again');
+    assert.ok(copy!.body.toString('utf8').includes(m), 'the message itself went');
+  });
 });

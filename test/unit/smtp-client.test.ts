@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type Extensions, dotStuff, parseExtensions, parseReply, type SmtpReply, type TransactionReplies } from '../../src/deliver/smtp-client.ts';
-import { capabilityRefusal, outcomesOf, replyError } from '../../src/deliver/smtp.ts';
+import { capabilityRefusal, outcomesOf, replyError, wireEnvelope } from '../../src/deliver/smtp.ts';
 import type { Address, MailError, Outcome } from '../../src/mail.ts';
 
 // --- parseReply ---------------------------------------------------------------------------------
@@ -222,5 +222,40 @@ for (const [name, ext, job, smtpUtf8, expected] of capabilities) {
   test(`capabilityRefusal: ${name}`, () => {
     const refusal = capabilityRefusal(ext, job, smtpUtf8);
     assert.equal(refusal === null ? null : `${refusal.kind} ${refusal.status}`, expected);
+  });
+}
+
+// --- wireEnvelope -------------------------------------------------------------------------------
+
+const addr = (text: string): Address => {
+  const at = text.lastIndexOf('@');
+  return { local: text.slice(0, at), domain: text.slice(at + 1) };
+};
+type Wire = { sender: string; recipients: string[]; smtpUtf8: boolean } | null;
+const envelopes: [name: string, sender: string | null, recipients: string[], serverSmtpUtf8: boolean, expected: Wire][] = [
+  ['all ASCII, server without SMTPUTF8: as is', 'a@example.org', ['b@example.net'], false,
+    { sender: 'a@example.org', recipients: ['b@example.net'], smtpUtf8: false }],
+  ['all ASCII, server with SMTPUTF8: as is, without it', 'a@example.org', ['b@example.net'], true,
+    { sender: 'a@example.org', recipients: ['b@example.net'], smtpUtf8: false }],
+  ['a U-label domain, server with SMTPUTF8: as is, with it', 'a@example.org', ['b@bücher.example'], true,
+    { sender: 'a@example.org', recipients: ['b@bücher.example'], smtpUtf8: true }],
+  ['a U-label domain, server without SMTPUTF8: A-labels', 'a@example.org', ['b@bücher.example', 'c@example.net'], false,
+    { sender: 'a@example.org', recipients: ['b@xn--bcher-kva.example', 'c@example.net'], smtpUtf8: false }],
+  ['a U-label sender domain', 'x@例え.テスト', ['b@example.net'], false,
+    { sender: 'x@xn--r8jz45g.xn--zckzah', recipients: ['b@example.net'], smtpUtf8: false }],
+  ['the null sender and a U-label recipient', null, ['b@BÜCHER.example'], false,
+    { sender: '', recipients: ['b@xn--bcher-kva.example'], smtpUtf8: false }],
+  ['a non-ASCII local part, server without SMTPUTF8: impossible', 'a@example.org', ['jösé@example.net'], false, null],
+  ['a non-ASCII sender local part: impossible', 'jösé@bücher.example', ['b@example.net'], false, null],
+  ['a non-ASCII local part, server with SMTPUTF8: as is', 'a@example.org', ['jösé@bücher.example'], true,
+    { sender: 'a@example.org', recipients: ['jösé@bücher.example'], smtpUtf8: true }],
+  ['a quoted ASCII local part keeps its quotes under A-labels', 'a@example.org', ['"john doe"@bücher.example'], false,
+    { sender: 'a@example.org', recipients: ['"john doe"@xn--bcher-kva.example'], smtpUtf8: false }],
+];
+
+for (const [name, sender, recipients, serverSmtpUtf8, expected] of envelopes) {
+  test(`wireEnvelope: ${name}`, () => {
+    const job = { sender: sender === null ? null : addr(sender), recipients: recipients.map((r) => addr(r.replace(/^"(.*)"@/, '$1@'))) };
+    assert.deepEqual(wireEnvelope(job, serverSmtpUtf8), expected);
   });
 }
