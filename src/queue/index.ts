@@ -9,6 +9,7 @@ import type { Logger } from '../log.ts';
 import { formatAddress, permanent, temporary, type Envelope, type MessageId, type Outcome } from '../mail.ts';
 import { composeBounce } from './bounce.ts';
 import { BodyStreamError, diskError, DirSync, readHeaders, writeBodyFile, writeFileSynced } from './disk.ts';
+import { DueHeap } from './due-heap.ts';
 import { isMessageId, newMessageId } from './id.ts';
 import { layout, recover } from './recover.ts';
 import { applyOutcomes, duePending, encodeTodo, failPending, newTodo, pendingOf, sameAddress, type TodoState } from './state.ts';
@@ -50,6 +51,16 @@ interface Entry {
 }
 
 const HOLD_AFTER_ERROR_MS = 60_000;
+/** The due heap is rebuilt from the index this often, so a change that forgot to schedule costs a minute, not a message. */
+const REBUILD_DUE_MS = 60_000;
+
+/** When an entry may next be handed out: never while leased, finishing or held; at once when nothing is pending (to be finished). Pure. */
+function readyAt(entry: Entry): number {
+  if (entry.leased || entry.finishing || entry.todo.held === true) return Infinity;
+  let at = Infinity;
+  for (const r of entry.todo.recipients) if (r.state === 'pending' && r.nextAttempt < at) at = r.nextAttempt;
+  return Math.max(at === Infinity ? 0 : at, entry.holdUntil);
+}
 
 export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise<DiskQueue> {
   const { log } = deps;
@@ -62,6 +73,14 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
   const messSync = new DirSync(dirs.mess);
   const todoSync = new DirSync(dirs.todo);
   const index = new Map<MessageId, Entry>();
+  /** Which entry may be handed out next, so due() need not walk a large deferred queue. */
+  const dueHeap = new DueHeap();
+  let dueBuiltAt = -Infinity;
+  /** After any change to an entry that may make it due: its next time goes on the heap. */
+  const schedule = (entry: Entry): void => {
+    const at = readyAt(entry);
+    if (at !== Infinity) dueHeap.push(at, entry.todo.id);
+  };
   const listeners: (() => void)[] = [];
   const inflight = new Set<Promise<unknown>>();
   let accepted = 0;
@@ -115,7 +134,9 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       await rename(tmpTodo, todoPath(id));
       stage = 'todo';
       await todoSync.sync();
-      index.set(id, { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve(), doom: null });
+      const entry: Entry = { todo, leased: false, holdUntil: 0, finishing: false, chain: Promise.resolve(), doom: null };
+      index.set(id, entry);
+      schedule(entry);
       accepted++;
       const to = envelope.recipients.map(formatAddress);
       mlog.info({ from: envelope.sender === null ? '<>' : formatAddress(envelope.sender), to, size }, 'queued');
@@ -201,6 +222,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     return serialize(entry, () => finish(entry)).catch((err: unknown) => {
       entry.finishing = false;
       entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
+      schedule(entry);
       log.error({ err, queueId: entry.todo.id }, 'could not finish message; will retry');
     });
   }
@@ -266,12 +288,14 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       } catch (err) {
         entry.leased = false;
         entry.holdUntil = now + HOLD_AFTER_ERROR_MS;
+        schedule(entry);
         mlog.error({ err }, 'could not record delivery state; the attempt will be repeated');
         throw diskError(err);
       }
     }
     entry.todo = todo;
     entry.leased = false;
+    if (!done) schedule(entry);
     for (const r of todo.recipients) {
       if (!outcomes.some((o) => sameAddress(o.recipient, r.address))) continue;
       const fields = { to: formatAddress(r.address), attempts: r.attempts, status: r.lastError?.status, text: r.lastError?.text };
@@ -283,6 +307,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       const finishing = () => finish(entry).catch(async (err: unknown) => {
         entry.finishing = false;
         entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
+        schedule(entry);
         mlog.error({ err }, 'could not finish message; will retry');
         // Keep the outcomes on disk too, so a restart does not deliver again.
         if (!bounceOwed) await persist(todo).catch(() => undefined);
@@ -333,6 +358,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       await persist(todo);
       entry.todo = todo;
       entry.holdUntil = 0;
+      schedule(entry);
       log.warn({ queueId: id }, held ? 'put on hold by the administrator' : 'released by the administrator');
     });
     if (!held) for (const listener of listeners) listener();
@@ -361,18 +387,25 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
 
     async due(now: Date, limit: number): Promise<QueuedMessage[]> {
       const t = now.getTime();
+      if (t - dueBuiltAt >= REBUILD_DUE_MS) {
+        dueHeap.clear();
+        for (const entry of index.values()) schedule(entry);
+        dueBuiltAt = t;
+      }
       const out: QueuedMessage[] = [];
-      for (const entry of index.values()) {
-        if (out.length >= limit || closed) break;
-        if (entry.leased || entry.finishing || entry.holdUntil > t || entry.todo.held === true) continue;
+      while (out.length < limit && !closed) {
+        const item = dueHeap.popDue(t);
+        if (item === null) break;
+        const entry = index.get(item.id);
+        // A stale item (leased, finishing, held, gone, or rescheduled later, which pushed its own item): dropped.
+        if (entry === undefined || readyAt(entry) > t) continue;
         const pending = pendingOf(entry.todo);
         if (pending.length === 0) {
           void startFinish(entry); // a bounce that failed earlier, or state found at start-up
           continue;
         }
-        const ready = pending.filter((r) => r.nextAttempt <= t);
-        if (ready.length === 0) continue;
         entry.leased = true;
+        const ready = pending.filter((r) => r.nextAttempt <= t);
         const { todo } = entry;
         out.push({
           id: todo.id, envelope: todo.envelope, pending: ready.map((r) => r.address),
@@ -426,6 +459,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
         if (entry.finishing || entry.todo.held === true || pendingOf(entry.todo).length === 0) continue;
         entry.todo = duePending(entry.todo, now);
         entry.holdUntil = 0;
+        schedule(entry);
         kicked++;
       }
       if (kicked > 0) for (const listener of listeners) listener();

@@ -226,6 +226,45 @@ test('retries back off 1, 2, 4 … minutes; settle releases the lease', async ()
   await queue.close();
 });
 
+test('a large deferred queue: due() hands out what is due in the order it became due, and nothing early; hold, release and flush still apply', async () => {
+  const { queue, clock } = await open();
+  const start = clock.now;
+  const deferred: string[] = [];
+  for (let i = 0; i < 300; i++) deferred.push(await queue.accept(envelope('alice@example.net', `r${i}@remote.test`), chunked(message(`deferred ${i}`))));
+  // Hand all out, then defer each for 1 minute (first retry), settled one by one as time passes.
+  assert.equal((await queue.due(new Date(start), 1000)).length, 300);
+  for (const [i, id] of deferred.entries()) {
+    clock.now = start + i;
+    await queue.settle(id, [{ recipient: addr(`r${i}@remote.test`), ok: false, error: temporary('4.4.1', 'no route') }]);
+  }
+  const fresh = await queue.accept(envelope('alice@example.net', 'now@remote.test'), chunked(message('fresh')));
+  assert.deepEqual(ids(await queue.due(new Date(clock.now), 1000)), [fresh], 'only the new message is due');
+  assert.equal(await queue.hold(deferred[5]!), true);
+  // Past the first retry of every deferred one (about a minute, with jitter): they come out in the
+  // order of their next attempt, the held one left out.
+  const retryAt = (id: string) => Date.parse(queue.show(id)!.recipients[0]!.nextAttempt);
+  const byRetry = deferred.filter((_, i) => i !== 5).sort((a, b) => retryAt(a) - retryAt(b));
+  const later = new Date(start + 2 * 60_000);
+  const batch1 = ids(await queue.due(later, 100));
+  const batch2 = ids(await queue.due(later, 1000));
+  assert.equal(batch1.length, 100, 'the limit is kept');
+  assert.deepEqual([...batch1, ...batch2].map(retryAt), byRetry.map(retryAt), 'earliest retry first');
+  assert.deepEqual([...batch1, ...batch2].sort(), byRetry.sort());
+  assert.deepEqual(await queue.due(later, 1000), [], 'all leased');
+  assert.equal(await queue.release(deferred[5]!), true);
+  assert.deepEqual(ids(await queue.due(later, 1000)), [deferred[5]], 'released: due at once');
+  // Settled again: each waits about 2 minutes now, unless flushed.
+  clock.now = later.getTime();
+  for (const [i, id] of deferred.entries()) {
+    await queue.settle(id, [{ recipient: addr(`r${i}@remote.test`), ok: false, error: temporary('4.4.1', 'no route') }]);
+  }
+  assert.deepEqual(await queue.due(later, 1000), [], 'nothing due before its retry');
+  assert.equal(queue.flush(deferred[7]!), 1);
+  assert.deepEqual(ids(await queue.due(later, 1000)), [deferred[7]], 'flushed: due at once');
+  assert.deepEqual(ids(await queue.due(new Date(later.getTime() + 10 * 60_000), 1000)).sort(), deferred.filter((_, i) => i !== 7).sort());
+  await queue.close();
+});
+
 test('lifetime expiry: a temporary failure turns into 5.4.7, a null-sender bounce goes out, the original is removed', async () => {
   const { queue, dir, clock } = await open(freshDir(), 3600);
   const id = await queue.accept(envelope('alice@example.net', 'c@remote.test'), chunked(message('old')));
