@@ -196,6 +196,11 @@ export const configSchema = z.strictObject({
   delivery: z.strictObject({
     /** Parallel local (Maildir) deliveries (qmail's concurrencylocal). */
     concurrencyLocal: z.number().int().min(1).max(1000).default(20),
+    /**
+     * A mailbox over quota at delivery: 0 bounces at once with 5.2.2 (qmail-ldap, Dovecot); more keeps the
+     * message deferred (4.2.2) for that long after it was queued, then bounces (qmail-ldap's quotaDeferLimit).
+     */
+    quotaDeferSeconds: z.number().int().min(0).default(0),
     /** Parallel SMTP transactions, all destinations together (qmail's concurrencyremote). */
     concurrencyRemote: z.number().int().min(1).max(10_000).default(100),
     /** Parallel SMTP transactions to one destination domain or host (Postfix's default_destination_concurrency_limit). */

@@ -15,6 +15,7 @@ import { dayNumber, isSrs, srsForward, srsReverse, type SrsKeys } from '../route
 import { headerValues, headerValuesOf } from './headers.ts';
 import type { HostResolver, NextHop } from './mx.ts';
 import { programArgv, runProgram, toLf } from './program.ts';
+import { isOverQuota, overQuota } from './quota.ts';
 import type { ReplyMemory } from './reply-memory.ts';
 import { Semaphore } from './semaphore.ts';
 import { countOutcomes, type Metrics } from '../metrics.ts';
@@ -328,7 +329,9 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
           const { file } = await deps.deliverToMaildir({
             maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
             header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`, ...(junk ? { folder: 'Junk' } : {}),
-          }, body());
+          }, body()).catch((err: unknown) => {
+            throw isOverQuota(err) ? overQuota(message.queuedAt.getTime(), Date.now(), config.delivery.quotaDeferSeconds) : err;
+          });
           if (junk) log.info({ queueId: message.id, recipient: rcpt }, 'filed in Junk');
           sweepOnce(dirname(dirname(file)));
         } finally {

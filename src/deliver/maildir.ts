@@ -1,5 +1,5 @@
 // The local delivery agent (DeliverToMaildir): path safety, then Maildir++ quota, then one file in new/.
-// Must never write outside delivery.base, nor bounce on its own: over quota is temporary 4.2.2 for the queue to judge.
+// Must never write outside delivery.base, nor bounce on its own: over quota is temporary 4.2.2, and the delivery runner decides (delivery.quotaDeferSeconds).
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeliverToMaildir } from './types.ts';

@@ -5,7 +5,7 @@ import { lstat, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Quota } from '../directory/types.ts';
-import { asMailError, temporary } from '../mail.ts';
+import { asMailError, MailError, permanent, temporary } from '../mail.ts';
 
 export interface Usage { readonly bytes: number; readonly count: number }
 export interface SizeFile { readonly definition: Quota; readonly usage: Usage; readonly lines: number }
@@ -274,4 +274,18 @@ export async function checkQuota(maildir: string, quota: Quota, size: number, re
   } catch (err) {
     throw asMailError(err);
   }
+}
+
+/** The Maildir's answer when the message does not fit in the quota (a temporary 4.2.2). */
+export function isOverQuota(err: unknown): boolean {
+  return err instanceof MailError && err.kind === 'temporary' && err.status === '4.2.2';
+}
+
+/**
+ * Over quota at delivery: deferred (4.2.2) while the message is younger than `deferSeconds`, then,
+ * or at once when it is 0, bounced with 5.2.2. Pure.
+ */
+export function overQuota(queuedAt: number, now: number, deferSeconds: number): MailError {
+  if (now - queuedAt < deferSeconds * 1000) return temporary('4.2.2', 'mailbox full, will try again', undefined, 452);
+  return permanent('5.2.2', 'mailbox full: the recipient is over the allowed quota', undefined, 552);
 }

@@ -175,18 +175,35 @@ describe('quota at RCPT (frank: mailQuotaSize 1 048 576, mailQuotaCount 1000)', 
 });
 
 describe('quota at delivery', () => {
-  test('accepted at RCPT without SIZE (frank just under quota) but too big at delivery: deferred 4.2.2, kept in the queue, not delivered, not bounced', async () => {
-    const own = await anotherServer();
+  /**
+   * frank's Maildir holds 1 047 000 of 1 048 576 bytes: a message sent without SIZE passes RCPT
+   * (0 bytes fit) and is too big at delivery (about 3 500 bytes, far below mailSizeMax).
+   */
+  async function overAtDelivery(own: TestServer, what: string): Promise<{ dir: string; file: string; subject: string; id: string }> {
     const dir = own.maildir('frank');
     for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
     const file = '1048576S,1000C\n1047000 300\n';
     await writeFile(join(dir, 'maildirsize'), file);
-    const subject = marker('frank-defer');
-    // 1 047 000 + 0 fits at RCPT; 1 047 000 + ~3 500 does not at delivery (and is far below mailSizeMax).
+    const subject = marker(what);
     const result = await send(own.smtpPort, 'bob@example.org', ['frank@example.org'], simpleMessage(subject, bulkBody(3000)));
     assertReply(result.rcpts[0]!, 250, '2.1.5', 'RCPT frank without SIZE');
     assertReply(result.end!, 250, '2.6.0', 'end of data');
-    const id = queueIdOf(result.end!);
+    return { dir, file, subject, id: queueIdOf(result.end!) };
+  }
+
+  test('by default (delivery.quotaDeferSeconds 0): bounced at once with 5.2.2, nothing delivered, maildirsize untouched', async () => {
+    const own = await anotherServer();
+    const { dir, file, subject, id } = await overAtDelivery(own, 'frank-bounce');
+    const [dsn] = await waitForMessages(own.maildir('bob'), subject, 1, 10_000);
+    assertDsn(dsn!, { sender: 'bob@example.org', recipient: 'frank@example.org', status: '5.2.2', subject });
+    await waitForQueueIdGone(own.config.spool, id);
+    assert.deepEqual(await newNames(dir), [], 'delivered over quota');
+    assert.equal(await readFile(join(dir, 'maildirsize'), 'utf8'), file);
+  });
+
+  test('with delivery.quotaDeferSeconds: deferred 4.2.2, kept in the queue, not delivered, not bounced', async () => {
+    const own = await anotherServer({ delivery: { quotaDeferSeconds: 86_400 } });
+    const { dir, file, subject, id } = await overAtDelivery(own, 'frank-defer');
     const todo = await waitFor('the delivery attempt to be recorded', async () => {
       const found = (await todoFiles(own.config.spool)).find((t) => t.id === id);
       if (found === undefined) return 'gone' as const;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  formatQuotaDefinition, hasQuota, isOver, parseMaildirsize, parseMessageName, parseQuotaDefinition,
+  formatQuotaDefinition, hasQuota, isOver, overQuota, parseMaildirsize, parseMessageName, parseQuotaDefinition,
   recalcWhenOver, RECALC_AGE_MS, sameQuota, trustedFile,
 } from '../../src/deliver/quota.ts';
 
@@ -100,3 +100,18 @@ const names: [name: string, size: number | null, trashed: boolean][] = [
 for (const [name, size, trashed] of names) {
   test(`message name ${name}`, () => assert.deepEqual(parseMessageName(name), { size, trashed }));
 }
+
+test('over quota at delivery: bounced 5.2.2 at once by default; deferred 4.2.2 while younger than delivery.quotaDeferSeconds', () => {
+  const T0 = Date.parse('2026-12-05T00:00:00Z');
+  const rows: [deferSeconds: number, ageMs: number, expected: string][] = [
+    [0, 0, 'permanent 5.2.2 552'],
+    [0, 5 * 86_400_000, 'permanent 5.2.2 552'],
+    [3600, 0, 'temporary 4.2.2 452'],
+    [3600, 3_599_999, 'temporary 4.2.2 452'],
+    [3600, 3_600_000, 'permanent 5.2.2 552'],
+  ];
+  for (const [deferSeconds, ageMs, expected] of rows) {
+    const err = overQuota(T0, T0 + ageMs, deferSeconds);
+    assert.equal(`${err.kind} ${err.status} ${err.reply}`, expected, `defer ${deferSeconds} s, age ${ageMs} ms`);
+  }
+});
