@@ -13,7 +13,7 @@ import { type Hop, hopKey, planDelivery, planRemote, type Plan } from '../route/
 import { composeReply, REPLY_FIELDS, replyKey, whyNoReply } from '../route/autoreply.ts';
 import { dayNumber, isSrs, srsForward, srsReverse, type SrsKeys } from '../route/srs.ts';
 import { headerValues, headerValuesOf } from './headers.ts';
-import type { HostResolver, NextHop } from './mx.ts';
+import { type HostResolver, type NextHop, ownHostFailure } from './mx.ts';
 import { programArgv, runProgram, toLf } from './program.ts';
 import { isOverQuota, overQuota } from './quota.ts';
 import type { ReplyMemory } from './reply-memory.ts';
@@ -217,9 +217,13 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
       case 'mx':
         return deps.resolver.mx(hop.domain);
       case 'smarthost':
-        return deps.resolver.host(hop.host, hop.port ?? config.delivery.remotePort);
+        return deps.resolver.host(hop.host, hop.port ?? config.delivery.remotePort).catch((err: unknown) => {
+          throw ownHostFailure(err, 'smarthost');
+        });
       case 'cluster':
-        return deps.resolver.host(hop.host, config.delivery.clusterPort ?? config.delivery.remotePort);
+        return deps.resolver.host(hop.host, config.delivery.clusterPort ?? config.delivery.remotePort).catch((err: unknown) => {
+          throw ownHostFailure(err, 'mailHost of the recipient');
+        });
     }
   }
 

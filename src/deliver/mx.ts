@@ -3,7 +3,7 @@
 // overrides DNS, and a short in-process cache. The ordering and the error mapping are pure.
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { type MailError, permanent, temporary } from '../mail.ts';
+import { MailError, permanent, temporary } from '../mail.ts';
 
 export interface Endpoint {
   /** The host name (MX exchange, mailHost or smarthost) the address belongs to. */
@@ -53,6 +53,16 @@ export function orderMx(records: readonly MxRecord[], random: () => number = Mat
 export function dnsFailure(domain: string, code: string | undefined, what: string): MailError {
   if (code === 'ENOTFOUND') return permanent('5.1.2', `${what}: domain ${domain} not found`);
   return temporary('4.4.3', `${what}: DNS lookup for ${domain} failed (${code ?? 'error'}), will retry`);
+}
+
+/**
+ * A lookup of one of our own hosts (a mailHost node, the smarthost) that DNS says does not exist or
+ * has no address: our configuration is wrong, not the recipient's address, so the mail waits (4.4.3)
+ * for DNS or delivery.hostMap to be fixed instead of bouncing. Anything else passes unchanged. Pure.
+ */
+export function ownHostFailure(err: unknown, what: string): unknown {
+  if (!(err instanceof MailError) || err.kind !== 'permanent' || err.status !== '5.1.2') return err;
+  return temporary('4.4.3', `${err.message} (the ${what}; fix DNS or delivery.hostMap), will retry`);
 }
 
 export function createHostResolver(options: ResolverOptions): HostResolver {

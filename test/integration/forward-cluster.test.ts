@@ -10,7 +10,7 @@ import { freePort } from '../harness/ports.ts';
 import { startRedis, type RedisServer } from '../harness/redis.ts';
 import { startSlapd, type Slapd } from '../harness/slapd.ts';
 import { startSink, type SmtpSink } from '../harness/smtp-sink.ts';
-import { assertReply, marker, messagesWith, simpleMessage, waitFor, waitForMessages, sendOnce } from '../fixtures/smtp-helpers.ts';
+import { assertReply, marker, messagesWith, queueIdOf, simpleMessage, todoFiles, waitFor, waitForMessages, sendOnce } from '../fixtures/smtp-helpers.ts';
 
 const send = sendOnce;
 
@@ -123,13 +123,14 @@ describe('mailHost cluster: two nodes on one directory and one Redis', () => {
   let mx1: TestServer;
   let mx2: TestServer;
   let mx3: TestServer;
+  let mx4: TestServer;
 
   before(async () => {
     slapd = await startSlapd();
     redis = await startRedis();
     dns = await otherDomainsDns();
     sink = await startSink();
-    const [port1, port2, port3] = [await freePort(), await freePort(), await freePort()];
+    const [port1, port2, port3, port4] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const node = (hostname: string, port: number, hostMap: Record<string, string>) => startServer(slapd, {
       hostname,
       listen: { smtp: `127.0.0.1:${port}` },
@@ -141,11 +142,14 @@ describe('mailHost cluster: two nodes on one directory and one Redis', () => {
     mx2 = await node('mx2.example.org', port2, { 'mx1.example.org': `127.0.0.1:${port1}` });
     // A misconfigured node: it believes mx2.example.org is at its own address.
     mx3 = await node('mx3.example.org', port3, { 'mx2.example.org': `127.0.0.1:${port3}` });
+    // Another: neither its hostMap nor DNS knows mx2.example.org.
+    mx4 = await node('mx4.example.org', port4, {});
   });
   after(async () => {
     await mx1?.stop();
     await mx2?.stop();
     await mx3?.stop();
+    await mx4?.stop();
     await sink?.close();
     await dns?.close();
     await redis?.stop();
@@ -181,5 +185,23 @@ describe('mailHost cluster: two nodes on one directory and one Redis', () => {
     assert.match(text, /cluster loop/);
     assert.equal(text.match(/^X-LdapMTA-Cluster-Hop: mx3\.example\.org judy@example\.org$/gm)?.length, 1, 'it went round exactly once');
     assert.deepEqual(await messagesWith(mx2.maildir('judy'), subject), []);
+  });
+
+  test('a mailHost that DNS does not know (NXDOMAIN): the mail waits with 4.4.3 naming the mailHost, no bounce', async () => {
+    const subject = marker('cluster-nxdomain');
+    const result = await send(mx4.smtpPort, 'someone@sender.test', ['judy@example.org'], simpleMessage(subject));
+    assertReply(result.end!, 250, '2.6.0', 'end of data at mx4');
+    const id = queueIdOf(result.end!);
+    const todo = await waitFor('the attempt to be recorded', async () => {
+      const found = (await todoFiles(mx4.config.spool)).find((t) => t.id === id);
+      if (found === undefined) return 'gone' as const;
+      return found.recipients.every((r) => r.attempts >= 1) ? found : null;
+    }, 10_000);
+    assert.notEqual(todo, 'gone', 'the message left the queue (bounced) instead of waiting');
+    if (todo === 'gone') return;
+    const [r] = todo.recipients;
+    assert.deepEqual([r!.state, r!.lastError?.status], ['pending', '4.4.3']);
+    assert.match(r!.lastError?.text ?? '', /mx2\.example\.org not found \(the mailHost of the recipient; fix DNS or delivery\.hostMap\)/);
+    assert.equal(sink.messages.some((m) => m.body.includes(subject)), false, 'no DSN went out');
   });
 });

@@ -2,7 +2,8 @@
 // becomes a queue decision. Pure: the randomness is injected.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dnsFailure, type MxRecord, orderMx } from '../../src/deliver/mx.ts';
+import { dnsFailure, type MxRecord, orderMx, ownHostFailure } from '../../src/deliver/mx.ts';
+import { type MailError, permanent } from '../../src/mail.ts';
 
 /** A random() that returns the given values in turn. */
 function sequence(...values: number[]): () => number {
@@ -74,3 +75,14 @@ for (const [code, kind, status, reply] of failures) {
     assert.match(error.message, /^MX lookup: .*example\.net/);
   });
 }
+
+test('ownHostFailure: a mailHost or smarthost that DNS does not know waits (4.4.3); every other error passes unchanged', () => {
+  const gone = ownHostFailure(dnsFailure('mx9.example.org', 'ENOTFOUND', 'host lookup'), 'smarthost') as MailError;
+  assert.deepEqual({ kind: gone.kind, status: gone.status, reply: gone.reply }, { kind: 'temporary', status: '4.4.3', reply: 451 });
+  assert.match(gone.message, /mx9\.example\.org not found \(the smarthost; fix DNS or delivery\.hostMap\), will retry/);
+  const noAddress = ownHostFailure(permanent('5.1.2', 'host mx9.example.org has no address'), 'mailHost of the recipient') as MailError;
+  assert.equal(noAddress.status, '4.4.3');
+  for (const other of [dnsFailure('x.example', 'ESERVFAIL', 'host lookup'), permanent('5.1.10', 'null MX'), new Error('boom'), 'text']) {
+    assert.equal(ownHostFailure(other, 'smarthost'), other);
+  }
+});
