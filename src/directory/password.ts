@@ -98,7 +98,7 @@ async function verifyBcrypt(value: string, password: Buffer): Promise<boolean> {
   return bcryptVerify({ password: password.subarray(0, BCRYPT_MAX_BYTES), hash: value });
 }
 
-function computeCrypt(family: CryptFamily, value: string, password: Buffer): string | null {
+async function computeCrypt(family: CryptFamily, value: string, password: Buffer): Promise<string | null> {
   switch (family) {
     case 'md5':
       return md5Crypt(password, value);
@@ -117,7 +117,7 @@ async function verifyCrypt(value: string, password: Buffer, required?: CryptFami
   const family = cryptFamily(value);
   if (family === null || (required !== undefined && family !== required)) return false;
   if (family === 'bcrypt') return verifyBcrypt(value, password);
-  const computed = family === 'yescrypt' ? await systemCrypt(password, value) : computeCrypt(family, value, password);
+  const computed = family === 'yescrypt' ? await systemCrypt(password, value) : await computeCrypt(family, value, password);
   return computed !== null && sameBytes(computed, value);
 }
 

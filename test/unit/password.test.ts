@@ -129,28 +129,39 @@ vectorSuite('bcrypt under {BLF-CRYPT}', BCRYPT, '{BLF-CRYPT}');
 vectorSuite('Argon2', ARGON2);
 
 describe('crypt implementations match the independent generators', () => {
-  const compute = (stored: string, password: string): string | null => {
+  const compute = async (stored: string, password: string): Promise<string | null> => {
     const pw = Buffer.from(password);
     if (stored.startsWith('$1$')) return md5Crypt(pw, stored);
     if (stored.startsWith('$5$') || stored.startsWith('$6$')) return shaCrypt(pw, stored);
     return desCrypt(pw, stored);
   };
   for (const [label, password, stored] of [...MD5_CRYPT, ...SHA_CRYPT, ...DES_CRYPT]) {
-    it(label, () => assert.equal(compute(stored, password), stored));
+    it(label, async () => assert.equal(await compute(stored, password), stored));
   }
-  it('SHA-crypt cuts the salt to 16 characters and keeps an explicit rounds=5000', () => {
-    assert.equal(shaCrypt(Buffer.from('This is just a test'), '$5$rounds=5000$toolongsaltstring'), SHA_CRYPT[2]?.[2]);
+  it('SHA-crypt cuts the salt to 16 characters and keeps an explicit rounds=5000', async () => {
+    assert.equal(await shaCrypt(Buffer.from('This is just a test'), '$5$rounds=5000$toolongsaltstring'), SHA_CRYPT[2]?.[2]);
   });
-  it('SHA-crypt refuses a rounds field crypt(3) would rewrite', () => {
+  it('SHA-crypt refuses a rounds field crypt(3) would rewrite', async () => {
     for (const rounds of ['10', '01000', '1000000000', '99999999999999999999']) {
-      assert.equal(shaCrypt(Buffer.from('pw'), `$5$rounds=${rounds}$salt`), null, rounds);
+      assert.equal(await shaCrypt(Buffer.from('pw'), `$5$rounds=${rounds}$salt`), null, rounds);
     }
   });
-  it('each crypt function refuses a setting of another family', () => {
+  it('each crypt function refuses a setting of another family', async () => {
     assert.equal(md5Crypt(Buffer.from('pw'), '$5$salt'), null);
-    assert.equal(shaCrypt(Buffer.from('pw'), '$1$salt'), null);
+    assert.equal(await shaCrypt(Buffer.from('pw'), '$1$salt'), null);
     assert.equal(desCrypt(Buffer.from('pw'), '!!abcdefghijk'), null);
     assert.equal(desCrypt(Buffer.from('pw'), 'a'), null);
+  });
+  it('SHA-crypt with many rounds lets the event loop run meanwhile', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      const stored = await shaCrypt(Buffer.from('pw'), '$6$rounds=200000$saltsalt');
+      assert.match(stored ?? '', /^\$6\$rounds=200000\$saltsalt\$[./0-9A-Za-z]{86}$/);
+    } finally {
+      clearInterval(timer);
+    }
+    assert.ok(ticks >= 20, `only ${ticks} timer ticks ran during 200,000 rounds`);
   });
 });
 
