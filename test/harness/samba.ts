@@ -132,7 +132,8 @@ export async function startSambaDc(): Promise<SambaDc> {
     await exited;
     clearTimeout(timer);
     unhook();
-    await rm(dir, { recursive: true, force: true });
+    // Samba's worker processes may still write their last log lines after the root process exits (ENOTEMPTY): retried.
+    await rm(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
   };
 
   const deadline = Date.now() + START_TIMEOUT_MS;
