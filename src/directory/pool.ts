@@ -27,8 +27,8 @@ export interface LdapPool {
   verifyBind(dn: string, password: string): Promise<boolean>;
   /** The root DSE's values of `attribute` (supportedCapabilities, say); [] when it has none. */
   rootDse(attribute: string): Promise<string[]>;
-  /** Connections open now and operations in flight on them. */
-  stats(): { open: number; inFlight: number };
+  /** Connections open now and operations in flight on them; connections opened for users' binds so far. */
+  stats(): { open: number; inFlight: number; /** Connections ever opened for users' binds. */ bindConnections: number };
   close(): Promise<void>;
 }
 
@@ -68,6 +68,9 @@ interface Slot {
   opening: Promise<Client> | null;
 }
 
+/** How long a connection for users' binds is kept idle for the next login. */
+const BIND_IDLE_MS = 30_000;
+
 /** Result codes that say the server, not the request, is the problem: worth another connection. */
 const TRANSIENT_CODES = new Set([1 /* operationsError */, 51 /* busy */, 52 /* unavailable */, 80 /* other */]);
 
@@ -76,6 +79,12 @@ export function createLdapPool(options: PoolOptions): LdapPool {
   const { log } = options;
   const slots: Slot[] = Array.from({ length: options.poolSize }, () => ({ client: null, url: null, inFlight: 0, lastUsed: 0, opening: null }));
   const downUntil = new Map<string, number>();
+  /**
+   * Connections for users' binds, idle between logins, by URL (as Dovecot's auth_bind keeps them):
+   * a login binds on one of them instead of connecting. Nothing but binds is ever sent on them.
+   */
+  const bindIdle = new Map<string, { client: Client; since: number }[]>();
+  let bindConnections = 0;
   let closed = false;
   let next = 0;
 
@@ -259,6 +268,27 @@ export function createLdapPool(options: PoolOptions): LdapPool {
     return [...(entries[0]?.attrs.get(attribute.toLowerCase()) ?? [])];
   }
 
+  /** An idle connection for a user's bind to `url`, or null. */
+  function takeBindClient(url: string): Client | null {
+    const idle = bindIdle.get(url) ?? [];
+    for (let kept = idle.pop(); kept !== undefined; kept = idle.pop()) {
+      if (Date.now() - kept.since < BIND_IDLE_MS && kept.client.isConnected) return kept.client;
+      void kept.client.unbind().catch(() => undefined);
+    }
+    return null;
+  }
+
+  /** Back to the idle list after a bind, whatever its answer (a refused bind leaves the connection anonymous, RFC 4513 §5.1). */
+  function keepBindClient(url: string, client: Client): void {
+    const idle = bindIdle.get(url) ?? [];
+    if (closed || idle.length >= options.poolSize) {
+      void client.unbind().catch(() => undefined);
+      return;
+    }
+    idle.push({ client, since: Date.now() });
+    bindIdle.set(url, idle);
+  }
+
   async function verifyBind(dn: string, password: string): Promise<boolean> {
     // RFC 4513 §5.1.2: a DN with an empty password is an unauthenticated bind that servers
     // answer with success. Never send one.
@@ -267,22 +297,34 @@ export function createLdapPool(options: PoolOptions): LdapPool {
     const order = [...options.urls].sort((a, b) => Number((downUntil.get(a) ?? 0) > now) - Number((downUntil.get(b) ?? 0) > now));
     let lastError: unknown = null;
     for (const url of order) {
-      let client: Client | null = null;
-      try {
-        client = await secured(url, false);
-        await client.bind(dn, password);
-        return true;
-      } catch (err) {
-        const refused = err instanceof InvalidCredentialsError || (err instanceof ResultCodeError && !TRANSIENT_CODES.has(err.code));
-        if (refused) {
-          // AD says why in its diagnostic: "data 52e" bad password, 533 disabled, 775 locked out…
-          const adCode = /\bdata ([0-9a-f]{3,4})\b/i.exec((err as Error).message)?.[1] ?? null;
-          log.debug({ dn, ...(adCode === null ? {} : { adCode }), err: describe(err) }, 'bind as the user refused');
-          return false;
+      // An idle connection may have been closed by the server meanwhile: then one fresh try on the same URL.
+      for (let fresh = 0; fresh < 2; fresh++) {
+        let client: Client | null = fresh === 0 ? takeBindClient(url) : null;
+        const reused = client !== null;
+        try {
+          if (client === null) {
+            client = await secured(url, false);
+            bindConnections++;
+          }
+          await client.bind(dn, password);
+          keepBindClient(url, client);
+          client = null;
+          return true;
+        } catch (err) {
+          const refused = err instanceof InvalidCredentialsError || (err instanceof ResultCodeError && !TRANSIENT_CODES.has(err.code));
+          if (refused) {
+            if (client !== null) keepBindClient(url, client);
+            client = null;
+            // AD says why in its diagnostic: "data 52e" bad password, 533 disabled, 775 locked out…
+            const adCode = /\bdata ([0-9a-f]{3,4})\b/i.exec((err as Error).message)?.[1] ?? null;
+            log.debug({ dn, ...(adCode === null ? {} : { adCode }), err: describe(err) }, 'bind as the user refused');
+            return false;
+          }
+          lastError = err;
+          if (!reused) break;
+        } finally {
+          void client?.unbind().catch(() => undefined);
         }
-        lastError = err;
-      } finally {
-        void client?.unbind().catch(() => undefined);
       }
     }
     throw temporary('4.4.3', 'directory server unavailable', lastError);
@@ -312,12 +354,16 @@ export function createLdapPool(options: PoolOptions): LdapPool {
       slot.client = null;
       if (client !== null) await client.unbind().catch(() => undefined);
     }));
+    const idle = [...bindIdle.values()].flat();
+    bindIdle.clear();
+    await Promise.all(idle.map(({ client }) => client.unbind().catch(() => undefined)));
   }
 
   function stats() {
     return {
       open: slots.filter((s) => s.client !== null && s.client.isConnected).length,
       inFlight: slots.reduce((sum, s) => sum + s.inFlight, 0),
+      bindConnections,
     };
   }
 
