@@ -291,7 +291,8 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         });
         if (members.length === 0) throw permanent('5.2.4', `list ${rcpt} has no members`);
         const admin = group.bounceAdmin.map((a) => { try { return parseAddress(a.trim()); } catch { return null; } }).find((a) => a !== null);
-        const sender = message.envelope.sender === null ? null : admin ?? message.envelope.sender;
+        // Without a bounce admin the original sender stays, rewritten with SRS when copies leave for other domains (as forwards).
+        const sender = message.envelope.sender === null ? null : admin ?? forwardSender(message.envelope.sender, members);
         const id = await deps.queue.accept(
           { sender, recipients: members, client: message.envelope.client, receivedAt: new Date() },
           prepend(`Delivered-To: ${rcpt}\r\nPrecedence: bulk\r\n`, body()),
