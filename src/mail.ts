@@ -59,6 +59,8 @@ export function parseAddress(text: string): Address {
   if (text.length > MAX_PATH) throw permanent('5.1.3', 'address too long', undefined, 501);
   // NUL, CR, LF and other C0 controls never belong in an address.
   if (/[\u0000-\u001f\u007f]/.test(text)) throw permanent('5.1.3', 'bad character in address', undefined, 501);
+  // smtp-server decodes bytes that are not UTF-8 to U+FFFD: such an address was never valid (RFC 6531).
+  if (text.includes('\ufffd')) throw permanent('5.1.3', 'address is not valid UTF-8', undefined, 501);
   const at = text.lastIndexOf('@');
   if (at <= 0 || at === text.length - 1) {
     throw permanent('5.1.3', 'address must be local@domain', undefined, 501);

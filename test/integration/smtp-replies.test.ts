@@ -130,6 +130,23 @@ describe('RCPT replies for the sample directory', () => {
     });
   }
 
+  test('an address that is not valid UTF-8 (under SMTPUTF8): RCPT → 501 5.1.3, MAIL → 553 5.1.7; the session goes on', async () => {
+    const t = await Transcript.open(server.smtpPort);
+    try {
+      await t.hello();
+      assertReply(await t.command('MAIL FROM:<sender@outside.test> SMTPUTF8'), 250, '2.1.0', 'MAIL');
+      // 0xC3 0x28: a lead byte followed by a byte that cannot continue it.
+      t.write(Buffer.concat([Buffer.from('RCPT TO:<al'), Buffer.from([0xc3, 0x28]), Buffer.from('ce@example.org>\r\n')]));
+      assertReply(await t.reply(), 501, '5.1.3', 'RCPT with invalid UTF-8');
+      assertReply(await t.command('RCPT TO:<alice@example.org>'), 250, '2.1.5', 'a good RCPT after it');
+      assertReply(await t.command('RSET'), 250, null, 'RSET');
+      t.write(Buffer.concat([Buffer.from('MAIL FROM:<s'), Buffer.from([0xff]), Buffer.from('@outside.test> SMTPUTF8\r\n')]));
+      assertReply(await t.reply(), 553, '5.1.7', 'MAIL with invalid UTF-8');
+    } finally {
+      t.close();
+    }
+  });
+
   test('bob-lists@example.org is delivered to bob (bob-catchall)', async () => {
     const subject = marker('bob-lists');
     const t = await Transcript.open(server.smtpPort);
