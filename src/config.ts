@@ -194,7 +194,7 @@ export const configSchema = z.strictObject({
     trustedNetworks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
   }).prefault({}),
   delivery: z.strictObject({
-    /** Parallel local (Maildir) deliveries (qmail's concurrencylocal). */
+    /** Parallel local deliveries, Maildir and programs (qmail's concurrencylocal). */
     concurrencyLocal: z.number().int().min(1).max(1000).default(20),
     /**
      * A mailbox over quota at delivery: 0 bounces at once with 5.2.2 (qmail-ldap, Dovecot); more keeps the

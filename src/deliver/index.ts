@@ -309,13 +309,20 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         if (!Array.isArray(argv)) throw argv;
         const sender = message.envelope.sender === null ? '' : formatAddress(message.envelope.sender);
         const at = rcpt.lastIndexOf('@');
-        const { stop } = await runProgram({
-          argv, ...deps.programs, timeoutMs: config.programs.timeoutSeconds * 1000, cwd: '/',
-          env: {
-            PATH: '/usr/local/bin:/usr/bin:/bin', SENDER: sender, RECIPIENT: rcpt, LOCAL: rcpt.slice(0, at), HOST: rcpt.slice(at + 1),
-            HOME: plan.mailbox, EXT: plan.extension ?? '', DTLINE: `Delivered-To: ${rcpt}\n`, RPLINE: `Return-Path: <${sender}>\n`,
-          },
-        }, body().pipe(toLf()));
+        // Programs count against concurrencyLocal, as qmail-local's do.
+        await localGate.acquire();
+        let stop: boolean;
+        try {
+          ({ stop } = await runProgram({
+            argv, ...deps.programs, timeoutMs: config.programs.timeoutSeconds * 1000, cwd: '/',
+            env: {
+              PATH: '/usr/local/bin:/usr/bin:/bin', SENDER: sender, RECIPIENT: rcpt, LOCAL: rcpt.slice(0, at), HOST: rcpt.slice(at + 1),
+              HOME: plan.mailbox, EXT: plan.extension ?? '', DTLINE: `Delivered-To: ${rcpt}\n`, RPLINE: `Return-Path: <${sender}>\n`,
+            },
+          }, body().pipe(toLf())));
+        } finally {
+          localGate.release();
+        }
         log.info({ queueId: message.id, recipient: rcpt, program: argv[0], stop }, 'program delivered');
         return stop ? 'stop' : undefined;
       }

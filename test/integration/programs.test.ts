@@ -51,6 +51,7 @@ describe('program delivery', () => {
   let slapd: Slapd;
   let server: TestServer;
   let off: TestServer;
+  let serial: TestServer;
   let dir: string;
   let out: string;
 
@@ -62,6 +63,9 @@ describe('program delivery', () => {
     chmodSync(out, 0o777);
     const script = join(dir, 'deliver.sh');
     writeFileSync(script, SCRIPT, { mode: 0o755 });
+    // Appends "<LOCAL> start|end <ns>" around half a second of work, to see whether two runs overlap.
+    const timed = join(dir, 'timed.sh');
+    writeFileSync(timed, `#!/bin/sh\ncat > /dev/null\necho "$LOCAL start $(date +%s%N)" >> "$1/timed.log"\nsleep 0.5\necho "$LOCAL end $(date +%s%N)" >> "$1/timed.log"\n`, { mode: 0o755 });
     slapd = await startSlapd();
     await slapd.ldapadd([
       user('prog0', `${script} ${out} 0`),
@@ -71,14 +75,18 @@ describe('program delivery', () => {
       user('progslow', `${script} ${out} sleep`),
       user('progshell', '/bin/sh -c id'),
       user('progmeta', `${script} ${out} 0; rm -rf /`),
+      user('timed1', `${timed} ${out}`),
+      user('timed2', `${timed} ${out}`),
     ].join('\n'));
     const queue = { retryMinSeconds: 60 };
     server = await startServer(slapd, { queue, programs: { enabled: true, allow: [script], user: 'nobody', timeoutSeconds: 2 } });
     off = await startServer(slapd, { queue });
+    serial = await startServer(slapd, { queue, delivery: { concurrencyLocal: 1 }, programs: { enabled: true, allow: [timed], user: 'nobody', timeoutSeconds: 5 } });
   });
   after(async () => {
     await server?.stop();
     await off?.stop();
+    await serial?.stop();
     await slapd?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -87,6 +95,19 @@ describe('program delivery', () => {
     const r = (await todoFiles(s.config.spool)).flatMap((t) => t.recipients).find((x) => addressOf(x.address) === address && x.attempts > 0);
     return r ?? null;
   }, 10_000);
+
+  test('programs count against delivery.concurrencyLocal: with 1, two programs due at once run one after the other', async () => {
+    await Promise.all([send(serial.smtpPort, 'bob@example.org', 'timed1@example.org', marker('timed1')),
+      send(serial.smtpPort, 'bob@example.org', 'timed2@example.org', marker('timed2'))]);
+    const log = join(out, 'timed.log');
+    const lines = await waitFor('both programs to finish', async () => {
+      const text = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : [];
+      return text.filter((l) => / end /.test(l)).length === 2 ? text : null;
+    }, 15_000);
+    const at = (who: string, what: string) => Number(lines.find((l) => l.startsWith(`${who} ${what} `))!.split(' ')[2]);
+    const [first, second] = at('timed1', 'start') < at('timed2', 'start') ? ['timed1', 'timed2'] : ['timed2', 'timed1'];
+    assert.ok(at(second, 'start') >= at(first, 'end'), `overlapping runs: ${lines.join(' | ')}`);
+  });
 
   test('exit 0: the program got the message on stdin, ran as nobody with qmail\'s variables, and the mailbox got its copy too', async () => {
     const subject = marker('prog0');
