@@ -147,7 +147,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       if (created.file) await removeFile(messPath(id)).catch(() => undefined);
       await removeFile(tmpTodo).catch(() => undefined);
       if (err instanceof BodyStreamError) {
-        mlog.info({ err: err.error }, 'body stream failed; nothing queued');
+        mlog.info({ err: err.error }, 'not queued: the message did not arrive whole or was refused while it arrived');
         throw err.error; // the SMTP layer's own reason (bare LF, size, disconnect), unchanged
       }
       const mailError = diskError(err);
