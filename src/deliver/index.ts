@@ -309,20 +309,15 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         if (!Array.isArray(argv)) throw argv;
         const sender = message.envelope.sender === null ? '' : formatAddress(message.envelope.sender);
         const at = rcpt.lastIndexOf('@');
+        const { uid, gid } = deps.programs;
         // Programs count against concurrencyLocal, as qmail-local's do.
-        await localGate.acquire();
-        let stop: boolean;
-        try {
-          ({ stop } = await runProgram({
-            argv, ...deps.programs, timeoutMs: config.programs.timeoutSeconds * 1000, cwd: '/',
-            env: {
-              PATH: '/usr/local/bin:/usr/bin:/bin', SENDER: sender, RECIPIENT: rcpt, LOCAL: rcpt.slice(0, at), HOST: rcpt.slice(at + 1),
-              HOME: plan.mailbox, EXT: plan.extension ?? '', DTLINE: `Delivered-To: ${rcpt}\n`, RPLINE: `Return-Path: <${sender}>\n`,
-            },
-          }, body().pipe(toLf())));
-        } finally {
-          localGate.release();
-        }
+        const { stop } = await localGate.run(() => runProgram({
+          argv, uid, gid, timeoutMs: config.programs.timeoutSeconds * 1000, cwd: '/',
+          env: {
+            PATH: '/usr/local/bin:/usr/bin:/bin', SENDER: sender, RECIPIENT: rcpt, LOCAL: rcpt.slice(0, at), HOST: rcpt.slice(at + 1),
+            HOME: plan.mailbox, EXT: plan.extension ?? '', DTLINE: `Delivered-To: ${rcpt}\n`, RPLINE: `Return-Path: <${sender}>\n`,
+          },
+        }, body().pipe(toLf())));
         log.info({ queueId: message.id, recipient: rcpt, program: argv[0], stop }, 'program delivered');
         return stop ? 'stop' : undefined;
       }
@@ -335,20 +330,15 @@ export function startDelivery(config: Config, deps: DeliveryDeps): Runner {
         if (deliveredTo.has(rcpt)) throw permanent('5.4.6', `mail loop: already delivered to ${rcpt}`);
         if (plan.sizeMax !== null && message.size > plan.sizeMax) throw permanent('5.2.3', 'message too large for recipient');
         const sender = message.envelope.sender === null ? '' : formatAddress(message.envelope.sender);
-        await localGate.acquire();
-        try {
-          const junk = isJunk(attempt.fields, plan.junkScore ?? config.filters.spam.junkScore);
-          const { file } = await deps.deliverToMaildir({
-            maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
-            header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`, ...(junk ? { folder: 'Junk' } : {}),
-          }, body()).catch((err: unknown) => {
-            throw isOverQuota(err) ? overQuota(message.queuedAt.getTime(), Date.now(), config.delivery.quotaDeferSeconds) : err;
-          });
-          if (junk) log.info({ queueId: message.id, recipient: rcpt }, 'filed in Junk');
-          sweepOnce(dirname(dirname(file)));
-        } finally {
-          localGate.release();
-        }
+        const junk = isJunk(attempt.fields, plan.junkScore ?? config.filters.spam.junkScore);
+        const { file } = await localGate.run(() => deps.deliverToMaildir({
+          maildir: plan.maildir, base: config.mailboxes, quota: plan.quota, size: message.size,
+          header: `Return-Path: <${sender}>\nDelivered-To: ${rcpt}\n`, ...(junk ? { folder: 'Junk' } : {}),
+        }, body())).catch((err: unknown) => {
+          throw isOverQuota(err) ? overQuota(message.queuedAt.getTime(), Date.now(), config.delivery.quotaDeferSeconds) : err;
+        });
+        if (junk) log.info({ queueId: message.id, recipient: rcpt }, 'filed in Junk');
+        sweepOnce(dirname(dirname(file)));
         return;
       }
       case 'forward': {

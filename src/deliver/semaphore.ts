@@ -25,4 +25,14 @@ export class Semaphore {
     this.active--;
     this.waiters.shift()?.();
   }
+
+  /** `work` while holding one place, released however it ends. */
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    await this.acquire();
+    try {
+      return await work();
+    } finally {
+      this.release();
+    }
+  }
 }
