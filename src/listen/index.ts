@@ -32,7 +32,7 @@ export async function startSmtp(config: Config, address: string, deps: SessionDe
   const hooks = createSessionHooks(config, { ...deps, log, listener: mode === 'mx' ? 'smtp' : mode });
   const server = new SMTPServer({
     name: config.hostname,
-    banner: 'ldapmta ESMTP',
+    banner: 'ldapmta', // smtp-server says "<name> ESMTP <banner>"
     size: config.smtp.maxMessageSize,
     maxClients: config.smtp.maxConnections,
     maxRecipients: config.smtp.maxRecipients,

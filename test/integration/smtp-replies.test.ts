@@ -51,6 +51,13 @@ describe('EHLO', () => {
     assert.ok(!lines.some((l) => l.startsWith('AUTH')), 'AUTH offered on the MX port');
   });
 
+  test('the greeting: 220 <hostname> ESMTP ldapmta, the protocol named once', async () => {
+    const t = await Transcript.open(server.smtpPort);
+    const greeting = await t.reply();
+    t.close();
+    assert.equal(greeting.raw, '220 mx1.example.org ESMTP ldapmta\r\n');
+  });
+
   test('STARTTLS and AUTH are refused when tried anyway', async () => {
     const t = await Transcript.open(server.smtpPort);
     await t.hello();
