@@ -225,8 +225,19 @@ export function describeLookup(text: string, { resolution: r, source }: Lookup):
 
 async function flush(config: Config, text: string | undefined): Promise<number> {
   if (config.cache.redis === '') {
-    process.stderr.write('ldapmta: cache.redis is not set: the in-process cache of a running server expires by TTL (cache.ttlSeconds); nothing to flush from here\n');
-    return EX_CONFIG;
+    // The cache is in the running server's memory only: it is asked to flush it through the admin API.
+    if (config.listen.admin === '') {
+      process.stderr.write('ldapmta: cache.redis is not set, so the cache is in the running server\'s memory, and listen.admin is not set to ask it to flush (entries expire after cache.ttlSeconds)\n');
+      return EX_CONFIG;
+    }
+    const answer = await adminRequest(config, 'POST', `/cache/flush${text === undefined ? '' : `?address=${encodeURIComponent(text)}`}`);
+    if (typeof answer === 'number') return answer;
+    if (answer.status !== 200) {
+      process.stderr.write(`ldapmta: cache flush failed: ${String(answer.body.error ?? `HTTP ${answer.status}`)}\n`);
+      return answer.status === 400 ? EX_USAGE : EX_TEMPFAIL;
+    }
+    process.stdout.write(text === undefined ? 'cache flushed\n' : `${text}: flushed\n`);
+    return EX_OK;
   }
   const directory = await createDirectory(config, { log: toolLogger(config) });
   try {
@@ -253,7 +264,7 @@ async function adminRequest(config: Config, method: string, path: string): Promi
     return EX_CONFIG;
   }
   const host = where.host === '0.0.0.0' ? '127.0.0.1' : where.host === '::' ? '::1' : where.host;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${where.port}${encodeURI(path)}`;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${where.port}${path}`;
   let response: Response;
   try {
     response = await fetch(url, {
@@ -279,15 +290,16 @@ async function queueCommand(config: Config, args: string[], json: boolean): Prom
   if (extra !== undefined) return usage('too many arguments');
   const needsId = verb === 'show' || verb === 'retry' || verb === 'delete' || verb === 'bounce' || verb === 'hold' || verb === 'release';
   if (needsId && id === undefined) return usage(`queue ${verb} takes a queue ID`);
+  const ref = encodeURIComponent(id ?? ''); // the admin API's paths take it as one segment
   const request: Record<string, [string, string]> = {
     list: ['GET', '/queue'],
-    show: ['GET', `/queue/${id}`],
-    flush: ['POST', id === undefined ? '/queue/flush' : `/queue/${id}/flush`],
-    retry: ['POST', `/queue/${id}/flush`],
-    delete: ['DELETE', `/queue/${id}`],
-    bounce: ['POST', `/queue/${id}/bounce`],
-    hold: ['POST', `/queue/${id}/hold`],
-    release: ['POST', `/queue/${id}/release`],
+    show: ['GET', `/queue/${ref}`],
+    flush: ['POST', id === undefined ? '/queue/flush' : `/queue/${ref}/flush`],
+    retry: ['POST', `/queue/${ref}/flush`],
+    delete: ['DELETE', `/queue/${ref}`],
+    bounce: ['POST', `/queue/${ref}/bounce`],
+    hold: ['POST', `/queue/${ref}/hold`],
+    release: ['POST', `/queue/${ref}/release`],
   };
   const chosen = verb === undefined ? undefined : request[verb];
   if (chosen === undefined || (verb === 'list' && id !== undefined)) return usage('expected: queue list|show ID|flush [ID]|retry ID|delete ID|bounce ID|hold ID|release ID');

@@ -162,7 +162,10 @@ export async function start(config: Config, deps: { log: Logger; baseDir?: strin
         const address = parseAddress(text);
         return { address: text, key: directory.resolver.key(address), ...await directory.lookup(address) };
       };
-      servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, { queue, token: settled.admin.token, log, metrics, ready, reload: reloadFromAdmin, status, lookup });
+      const flushCache = (text: string | null) => directory.flush(text === null ? undefined : parseAddress(text));
+      servers.admin = await startAdmin(parseHostPort(settled.listen.admin)!, {
+        queue, token: settled.admin.token, log, metrics, ready, reload: reloadFromAdmin, status, lookup, flushCache,
+      });
     }
   } catch (err) {
     await Promise.all(Object.values(servers).map((server) => server.close()));

@@ -26,6 +26,8 @@ export interface AdminDeps {
   readonly status?: { snapshot(): Promise<unknown> };
   /** GET /lookup?address=…: how an address resolves (what `ldapmta lookup --json` prints). */
   readonly lookup?: (address: string) => Promise<unknown>;
+  /** POST /cache/flush[?address=…]: drop one address, or every entry, from the running server's lookup cache. */
+  readonly flushCache?: (address: string | null) => Promise<void>;
   /** POST /reload: read the configuration again and apply it (what SIGHUP does). */
   readonly reload?: () => Promise<{ readonly applied: readonly string[]; readonly restartNeeded: readonly string[] }>;
 }
@@ -39,7 +41,7 @@ export interface Readiness {
 type Reply = { status: number; body: unknown };
 
 /** The admin API as a pure-ish router: method and path in, status and JSON out. */
-export async function route(method: string, path: string, deps: Pick<AdminDeps, 'queue' | 'ready' | 'reload' | 'status' | 'lookup'>): Promise<Reply> {
+export async function route(method: string, path: string, deps: Pick<AdminDeps, 'queue' | 'ready' | 'reload' | 'status' | 'lookup' | 'flushCache'>): Promise<Reply> {
   const { queue } = deps;
   const parts = path.split('?')[0]!.split('/').filter((p) => p !== '');
   if (parts.length === 1 && parts[0] === 'status.json' && deps.status !== undefined) {
@@ -56,6 +58,18 @@ export async function route(method: string, path: string, deps: Pick<AdminDeps, 
         return { status: err.kind === 'permanent' ? 400 : 503, body: { error: `${err.status} ${err.message}` } };
       }
       return { status: 400, body: { error: (err as Error).message } };
+    }
+  }
+  if (parts.length === 2 && parts[0] === 'cache' && parts[1] === 'flush' && deps.flushCache !== undefined) {
+    if (method !== 'POST') return notAllowed();
+    const address = new URLSearchParams(path.split('?')[1] ?? '').get('address') ?? '';
+    if (address.length > 512) return { status: 400, body: { error: 'address too long' } };
+    try {
+      await deps.flushCache(address === '' ? null : address);
+      return { status: 200, body: { flushed: address === '' ? 'all' : address } };
+    } catch (err) {
+      const permanent = err instanceof MailError && err.kind === 'permanent';
+      return { status: permanent ? 400 : 503, body: { error: err instanceof MailError ? `${err.status} ${err.message}` : (err as Error).message } };
     }
   }
   if (parts.length === 1 && parts[0] === 'healthz') return method === 'GET' ? { status: 200, body: { ok: true } } : notAllowed();

@@ -180,9 +180,12 @@ describe('ldapmta CLI', () => {
     }
   });
 
-  test('cache flush without cache.redis exits 78 and explains why', async () => {
-    const r = await cli(['cache', 'flush', 'bob@example.org'], { LDAPMTA_CONFIG: slapdConfig('noredis.yaml') });
-    assert.equal(r.code, 78, show(r));
-    assert.match(r.stderr, /cache\.redis/);
+  test('cache flush without cache.redis asks the running server (listen.admin): none there exits 69 naming where it asked; no listen.admin exits 78', async () => {
+    const r = await cli(['cache', 'flush', 'bob@example.org'], { LDAPMTA_CONFIG: slapdConfig('noredis.yaml'), LDAPMTA_LISTEN__ADMIN: '127.0.0.1:1' });
+    assert.equal(r.code, 69, show(r));
+    assert.match(r.stderr, /cannot reach the server at http:\/\/127\.0\.0\.1:1\/cache\/flush\?address=bob%40example\.org/);
+    const none = await cli(['cache', 'flush', 'bob@example.org'], { LDAPMTA_CONFIG: slapdConfig('noredis.yaml'), LDAPMTA_LISTEN__ADMIN: '' });
+    assert.equal(none.code, 78, show(none));
+    assert.match(none.stderr, /cache\.redis is not set.*listen\.admin is not set/);
   });
 });

@@ -51,13 +51,41 @@ describe('queue control through the admin API', () => {
     guardedPort = await freePort();
     // relay from loopback allowed; retries far apart so a message waits for the administrator.
     const common = { relay: { trustedNetworks: ['127.0.0.0/8'] }, queue: { retryMinSeconds: 600 } };
-    server = await startServer(slapd, { ...common, listen: { admin: `127.0.0.1:${adminPort}` } });
+    // With a memory cache (the harness turns it off by default), for `ldapmta cache flush`.
+    server = await startServer(slapd, { ...common, listen: { admin: `127.0.0.1:${adminPort}` }, cache: { maxEntries: 1000, ttlSeconds: 3600 } });
     guarded = await startServer(slapd, { ...common, listen: { admin: `127.0.0.1:${guardedPort}` }, admin: { token: 'sesame' } });
   });
   after(async () => {
     await server?.stop();
     await guarded?.stop();
     await slapd?.stop();
+  });
+
+  test('ldapmta cache flush [ADDRESS] without Redis asks the running server through the admin API', async () => {
+    const lookup = async () => (await (await fetch(`http://127.0.0.1:${adminPort}/lookup?address=bob%40example.org`)).json()) as { source: string };
+    const quota = (bytes: number) => slapd.ldapmodify(`dn: uid=bob,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: mailQuotaSize\nmailQuotaSize: ${bytes}\n`);
+    await quota(7_000_001);
+    await lookup();
+    await quota(7_000_002);
+    const cached = await lookup();
+    assert.equal(cached.source, 'memory');
+    assert.match(JSON.stringify(cached), /7000001/, 'the running server answers from its memory, as before the change');
+
+    const one = await cli(['cache', 'flush', 'bob@example.org'], env());
+    assert.equal(one.code, 0, showCli(one));
+    assert.equal(one.stdout, 'bob@example.org: flushed\n');
+    const fresh = await lookup();
+    assert.equal(fresh.source, 'ldap');
+    assert.match(JSON.stringify(fresh), /7000002/);
+
+    const all = await cli(['cache', 'flush'], env());
+    assert.equal(all.code, 0, showCli(all));
+    assert.equal(all.stdout, 'cache flushed\n');
+    assert.equal((await lookup()).source, 'ldap');
+
+    const bad = await cli(['cache', 'flush', 'no-at-sign'], env());
+    assert.equal(bad.code, 64, showCli(bad));
+    assert.match(bad.stderr, /5\.1\.3/);
   });
 
   const show = async (id: string) => JSON.parse((await cli(['queue', 'show', id, '--json'], env())).stdout) as { recipients: { attempts: number; lastError: { status: string } | null }[] };
