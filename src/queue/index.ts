@@ -81,6 +81,11 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     const at = readyAt(entry);
     if (at !== Infinity) dueHeap.push(at, entry.todo.id);
   };
+  /** After a disk error: not handed out again for HOLD_AFTER_ERROR_MS, then due (finished, or tried again). */
+  const holdAfterError = (entry: Entry, now: number): void => {
+    entry.holdUntil = now + HOLD_AFTER_ERROR_MS;
+    schedule(entry);
+  };
   const listeners: (() => void)[] = [];
   const inflight = new Set<Promise<unknown>>();
   let accepted = 0;
@@ -221,8 +226,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
     entry.finishing = true;
     return serialize(entry, () => finish(entry)).catch((err: unknown) => {
       entry.finishing = false;
-      entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
-      schedule(entry);
+      holdAfterError(entry, clock());
       log.error({ err, queueId: entry.todo.id }, 'could not finish message; will retry');
     });
   }
@@ -287,8 +291,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
         await persist(todo);
       } catch (err) {
         entry.leased = false;
-        entry.holdUntil = now + HOLD_AFTER_ERROR_MS;
-        schedule(entry);
+        holdAfterError(entry, now);
         mlog.error({ err }, 'could not record delivery state; the attempt will be repeated');
         throw diskError(err);
       }
@@ -306,8 +309,7 @@ export async function createQueue(config: QueueConfig, deps: QueueDeps): Promise
       entry.finishing = true;
       const finishing = () => finish(entry).catch(async (err: unknown) => {
         entry.finishing = false;
-        entry.holdUntil = clock() + HOLD_AFTER_ERROR_MS;
-        schedule(entry);
+        holdAfterError(entry, clock());
         mlog.error({ err }, 'could not finish message; will retry');
         // Keep the outcomes on disk too, so a restart does not deliver again.
         if (!bounceOwed) await persist(todo).catch(() => undefined);
